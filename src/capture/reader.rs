@@ -1,0 +1,507 @@
+//! The streaming reader over pcap and pcapng, built on pcap-parser's circular-buffer readers.
+
+use std::io::Read;
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+use serde::Serialize;
+
+use super::input::{FullReader, InputSource, is_capture_magic, open_stream, read_full};
+use super::{Frame, LinkType};
+use crate::error::{CaptureError, CaptureErrorKind};
+
+/// Initial size of the read buffer: large enough that refills are rare, small enough to stay
+/// in the L2/L3 caches.
+const INITIAL_BUFFER: usize = 1 << 20;
+
+/// The largest record or block we accept. Real packets are at most the 262,144-byte snaplen
+/// tcpdump uses (BIG TCP stays below this too); other pcapng blocks (name resolution, secrets)
+/// are far smaller. A larger length field is corruption, and refusing it keeps the buffer
+/// bounded.
+pub const MAX_RECORD_LEN: u64 = 16 << 20;
+
+/// How many interfaces one pcapng section may describe before we call it corrupt.
+const MAX_INTERFACES: usize = 1 << 16;
+
+/// How many record faults are kept with their offsets; later ones are only counted.
+const MAX_KEPT_FAULTS: usize = 16;
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
+
+/// How the input was compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// What kind of capture an input is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FormatInfo {
+    /// "pcap" or "pcapng".
+    pub format: &'static str,
+    pub compression: Compression,
+    /// "us" or "ns" for pcap; for pcapng the resolution of the first interface.
+    pub timestamp_precision: String,
+    /// "little" or "big": of the file header (pcap) or the first section (pcapng).
+    pub byte_order: &'static str,
+}
+
+/// One interface of a pcapng section: what its packets need to be decoded and timed.
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    link_type: LinkType,
+    /// The `if_tsresol` byte: 10^-n seconds, or 2^-n when the high bit is set.
+    tsresol: u8,
+    /// `if_tsoffset`, in seconds.
+    tsoffset: i64,
+}
+
+enum Kind {
+    Pcap,
+    PcapNg,
+}
+
+/// Reads frames from one capture input.
+pub struct CaptureReader {
+    reader: Box<dyn PcapReaderIterator + Send>,
+    /// Bytes of the block returned last, consumed on the next call.
+    pending_consume: usize,
+    faults: Vec<CaptureError>,
+    fault_count: u64,
+    finished: bool,
+    state: FormatState,
+}
+
+/// What the headers read so far say about the blocks that follow.
+struct FormatState {
+    kind: Kind,
+    info: FormatInfo,
+    /// Legacy pcap: link type, timestamp unit and byte order from the file header.
+    pcap_link: LinkType,
+    pcap_nanos: bool,
+    pcap_big_endian: bool,
+    /// Legacy pcap: the snaplen, used to decide when a record length is corrupt.
+    pcap_snaplen: u32,
+    /// pcapng: the current section's byte order and interfaces.
+    ng_big_endian: bool,
+    interfaces: Vec<Interface>,
+}
+
+impl CaptureReader {
+    /// Opens an input: undoes compression, recognises the format and reads its header.
+    pub fn open(source: &InputSource) -> Result<CaptureReader, CaptureError> {
+        let io_err = |e: std::io::Error| {
+            CaptureError::new(
+                0,
+                CaptureErrorKind::Io {
+                    detail: e.to_string(),
+                },
+            )
+        };
+        let (mut stream, compression) = open_stream(source).map_err(io_err)?;
+        let mut magic = [0u8; 4];
+        let n = read_full(&mut stream, &mut magic).map_err(io_err)?;
+        if n < 4 {
+            return Err(CaptureError::new(0, CaptureErrorKind::TooShort));
+        }
+        if !is_capture_magic(&magic) {
+            return Err(CaptureError::new(
+                0,
+                CaptureErrorKind::NotACapture { magic },
+            ));
+        }
+        let stream = FullReader(std::io::Cursor::new(magic.to_vec()).chain(stream));
+        let is_ng = magic == PCAPNG_SHB.to_le_bytes();
+        let header_err = |e: PcapError<&'static [u8]>| match e {
+            PcapError::Incomplete(_) | PcapError::Eof | PcapError::UnexpectedEof => {
+                CaptureError::new(0, CaptureErrorKind::TooShort)
+            }
+            PcapError::ReadError => CaptureError::new(
+                0,
+                CaptureErrorKind::Io {
+                    detail: "read failed".into(),
+                },
+            ),
+            other => CaptureError::new(
+                0,
+                CaptureErrorKind::CorruptBlock {
+                    detail: format!("bad file header: {other}"),
+                },
+            ),
+        };
+        let reader: Box<dyn PcapReaderIterator + Send> = if is_ng {
+            Box::new(PcapNGReader::new(INITIAL_BUFFER, stream).map_err(header_err)?)
+        } else {
+            Box::new(LegacyPcapReader::new(INITIAL_BUFFER, stream).map_err(header_err)?)
+        };
+        Ok(CaptureReader {
+            reader,
+            pending_consume: 0,
+            faults: Vec::new(),
+            fault_count: 0,
+            finished: false,
+            state: FormatState {
+                kind: if is_ng { Kind::PcapNg } else { Kind::Pcap },
+                info: FormatInfo {
+                    format: if is_ng { "pcapng" } else { "pcap" },
+                    compression,
+                    timestamp_precision: String::new(),
+                    byte_order: "little",
+                },
+                pcap_link: LinkType::ETHERNET,
+                pcap_nanos: false,
+                pcap_big_endian: false,
+                pcap_snaplen: 0,
+                ng_big_endian: false,
+                interfaces: Vec::new(),
+            },
+        })
+    }
+
+    /// The format of the input; complete once the first frame (or the end) has been read.
+    pub fn format(&self) -> &FormatInfo {
+        &self.state.info
+    }
+
+    /// Faults of single records that were skipped (the first few, with their offsets).
+    pub fn faults(&self) -> &[CaptureError] {
+        &self.faults
+    }
+
+    /// How many records were skipped because of faults.
+    pub fn fault_count(&self) -> u64 {
+        self.fault_count
+    }
+
+    /// Byte offset of the next record in the (decompressed) input.
+    pub fn offset(&self) -> u64 {
+        (self.reader.consumed() + self.pending_consume) as u64
+    }
+
+    fn record_fault(&mut self, e: CaptureError) {
+        self.fault_count += 1;
+        if self.faults.len() < MAX_KEPT_FAULTS {
+            self.faults.push(e);
+        }
+    }
+
+    /// Returns the next frame, `Ok(None)` at the end of the input, or the fault that stops
+    /// reading this input (every frame before it was returned).
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        if self.finished {
+            return Ok(None);
+        }
+        // Where the packet's bytes sit in the buffer: decided inside the loop, borrowed after
+        // it, so that the loop itself holds no borrow across iterations.
+        let (start, len, ts_ns, link_type, orig_len, offset) = loop {
+            if self.pending_consume > 0 {
+                self.reader.consume_noshift(self.pending_consume);
+                self.pending_consume = 0;
+            }
+            let offset = self.reader.consumed() as u64;
+            let base = self.reader.data().as_ptr() as usize;
+            let step = match self.reader.next() {
+                Ok((consumed, block)) => {
+                    let step = self.state.handle_block(block, base, offset);
+                    self.pending_consume = consumed;
+                    step
+                }
+                Err(PcapError::Eof) => Step::End,
+                Err(PcapError::Incomplete(_)) => Step::NeedMore,
+                Err(PcapError::UnexpectedEof) => Step::Fail(CaptureErrorKind::Truncated),
+                Err(PcapError::BufferTooSmall) => Step::Grow,
+                Err(PcapError::ReadError) => Step::Fail(CaptureErrorKind::Io {
+                    detail: "read failed".into(),
+                }),
+                Err(other) => Step::Fail(CaptureErrorKind::CorruptBlock {
+                    detail: other.to_string(),
+                }),
+            };
+            match step {
+                Step::Packet(p) => break p,
+                Step::Skip => {}
+                Step::SkipFault(kind) => self.record_fault(CaptureError::new(offset, kind)),
+                Step::End => {
+                    self.finished = true;
+                    return Ok(None);
+                }
+                Step::NeedMore | Step::Grow => {
+                    let grow = matches!(step, Step::Grow);
+                    if let Some(kind) = self.state.check_declared_length(self.reader.data(), grow) {
+                        return self.fail(offset, kind);
+                    }
+                    let before = self.reader.data().len();
+                    if grow {
+                        if before as u64 > MAX_RECORD_LEN {
+                            return self.fail(
+                                offset,
+                                CaptureErrorKind::RecordTooLarge {
+                                    len: before as u64,
+                                    max: MAX_RECORD_LEN,
+                                },
+                            );
+                        }
+                        // Only a buffer already full of real data is grown, so its size
+                        // stays within twice what the input really holds.
+                        self.reader.grow(before.max(INITIAL_BUFFER) * 2);
+                    }
+                    if let Err(detail) = self.reader.refill().map_err(|e| e.to_string()) {
+                        return self.fail(offset, CaptureErrorKind::Io { detail });
+                    }
+                    if self.reader.data().len() == before && !self.reader.reader_exhausted() {
+                        // No room was left to read into: make room, within the same bound.
+                        if before as u64 > MAX_RECORD_LEN {
+                            return self.fail(
+                                offset,
+                                CaptureErrorKind::RecordTooLarge {
+                                    len: before as u64,
+                                    max: MAX_RECORD_LEN,
+                                },
+                            );
+                        }
+                        self.reader.grow(before.max(INITIAL_BUFFER) * 2);
+                    }
+                }
+                Step::Fail(kind) => return self.fail(offset, kind),
+            }
+        };
+        let data = self
+            .reader
+            .data()
+            .get(start..start + len)
+            .unwrap_or_default();
+        Ok(Some(Frame {
+            ts_ns,
+            link_type,
+            data,
+            orig_len,
+            offset,
+        }))
+    }
+
+    fn fail(
+        &mut self,
+        offset: u64,
+        kind: CaptureErrorKind,
+    ) -> Result<Option<Frame<'_>>, CaptureError> {
+        self.finished = true;
+        Err(CaptureError::new(offset, kind))
+    }
+}
+
+impl FormatState {
+    /// Looks at the length the next record or block declares, before the buffer is grown or
+    /// refilled for it: a length no real record has, or a block that is already entirely in
+    /// the buffer yet does not parse, is corruption, not a reason to read on.
+    fn check_declared_length(&self, data: &[u8], buffer_full: bool) -> Option<CaptureErrorKind> {
+        let declared = match self.kind {
+            Kind::Pcap => {
+                let caplen = read_u32(data, 8, self.pcap_big_endian)?;
+                let max = u64::from(self.pcap_snaplen).clamp(262_144, MAX_RECORD_LEN);
+                if u64::from(caplen) > max {
+                    return Some(CaptureErrorKind::RecordTooLarge {
+                        len: u64::from(caplen),
+                        max,
+                    });
+                }
+                16 + u64::from(caplen)
+            }
+            Kind::PcapNg => {
+                let block_type = read_u32(data, 0, false)?;
+                let big_endian = if block_type == PCAPNG_SHB {
+                    read_u32(data, 8, false)? != PCAPNG_BOM
+                } else {
+                    self.ng_big_endian
+                };
+                let len = u64::from(read_u32(data, 4, big_endian)?);
+                if len > MAX_RECORD_LEN {
+                    return Some(CaptureErrorKind::RecordTooLarge {
+                        len,
+                        max: MAX_RECORD_LEN,
+                    });
+                }
+                if len < 12 || len % 4 != 0 {
+                    return Some(CaptureErrorKind::CorruptBlock {
+                        detail: format!("block length {len} is not a multiple of 4 of at least 12"),
+                    });
+                }
+                len
+            }
+        };
+        if (data.len() as u64) >= declared && !buffer_full {
+            return Some(CaptureErrorKind::CorruptBlock {
+                detail: format!(
+                    "the {declared}-byte block is complete but its content does not fit its length"
+                ),
+            });
+        }
+        None
+    }
+
+    /// Interprets one block; returns where a packet's bytes are, relative to `base`, the
+    /// start of the buffer's data.
+    fn handle_block(&mut self, block: PcapBlockOwned<'_>, base: usize, offset: u64) -> Step {
+        let at = |data: &[u8]| (data.as_ptr() as usize).wrapping_sub(base);
+        match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                self.pcap_link = LinkType(h.network.0 as u32);
+                self.pcap_nanos = h.is_nanosecond_precision();
+                self.pcap_big_endian = h.is_bigendian();
+                self.pcap_snaplen = h.snaplen;
+                self.info.timestamp_precision = if self.pcap_nanos { "ns" } else { "us" }.into();
+                self.info.byte_order = if h.is_bigendian() { "big" } else { "little" };
+                Step::Skip
+            }
+            PcapBlockOwned::Legacy(b) => {
+                let frac = if self.pcap_nanos {
+                    i64::from(b.ts_usec)
+                } else {
+                    i64::from(b.ts_usec) * 1_000
+                };
+                let ts_ns = i64::from(b.ts_sec) * 1_000_000_000 + frac;
+                let len = b.data.len().min(b.caplen as usize);
+                Step::Packet((at(b.data), len, ts_ns, self.pcap_link, b.origlen, offset))
+            }
+            PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                if self.interfaces.is_empty() && self.info.timestamp_precision.is_empty() {
+                    self.info.byte_order = if shb.big_endian() { "big" } else { "little" };
+                }
+                self.ng_big_endian = shb.big_endian();
+                self.interfaces.clear();
+                Step::Skip
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                if self.interfaces.len() >= MAX_INTERFACES {
+                    return Step::Fail(CaptureErrorKind::TooManyInterfaces {
+                        max: MAX_INTERFACES,
+                    });
+                }
+                let iface = Interface {
+                    link_type: LinkType(idb.linktype.0 as u32),
+                    tsresol: idb.if_tsresol,
+                    tsoffset: idb.if_tsoffset,
+                };
+                if self.info.timestamp_precision.is_empty() {
+                    self.info.timestamp_precision = resolution_name(iface.tsresol);
+                }
+                self.interfaces.push(iface);
+                Step::Skip
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                let Some(iface) = self.interfaces.get(epb.if_id as usize).copied() else {
+                    return Step::SkipFault(CaptureErrorKind::UnknownInterface {
+                        if_id: epb.if_id,
+                        known: self.interfaces.len(),
+                    });
+                };
+                let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                let ts_ns = ticks_to_ns(ticks, iface.tsresol, iface.tsoffset);
+                let len = epb.data.len().min(epb.caplen as usize);
+                Step::Packet((
+                    at(epb.data),
+                    len,
+                    ts_ns,
+                    iface.link_type,
+                    epb.origlen,
+                    offset,
+                ))
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                // A Simple Packet Block belongs to interface 0 and has no timestamp.
+                let Some(iface) = self.interfaces.first().copied() else {
+                    return Step::SkipFault(CaptureErrorKind::UnknownInterface {
+                        if_id: 0,
+                        known: 0,
+                    });
+                };
+                let len = spb.data.len().min(spb.origlen as usize);
+                Step::Packet((at(spb.data), len, 0, iface.link_type, spb.origlen, offset))
+            }
+            PcapBlockOwned::NG(_) => Step::Skip,
+        }
+    }
+}
+
+/// Where a packet sits: (start in buffer, length, ts_ns, link type, original length, offset).
+type PacketAt = (usize, usize, i64, LinkType, u32, u64);
+
+enum Step {
+    Packet(PacketAt),
+    Skip,
+    SkipFault(CaptureErrorKind),
+    NeedMore,
+    Grow,
+    End,
+    Fail(CaptureErrorKind),
+}
+
+fn read_u32(data: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let bytes: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(bytes)
+    } else {
+        u32::from_le_bytes(bytes)
+    })
+}
+
+/// Converts a pcapng timestamp in interface units to nanoseconds since the epoch.
+///
+/// `tsresol` is 10^-n seconds, or 2^-n with the high bit set (pcapng §4.2, if_tsresol);
+/// computed in 128 bits so that no resolution overflows, then saturated to i64.
+pub(crate) fn ticks_to_ns(ticks: u64, tsresol: u8, tsoffset_s: i64) -> i64 {
+    let ticks = u128::from(ticks);
+    let n = u32::from(tsresol & 0x7f);
+    let ns: u128 = if tsresol & 0x80 != 0 {
+        if n >= 128 {
+            0
+        } else {
+            (ticks * 1_000_000_000) >> n
+        }
+    } else if n <= 9 {
+        ticks * 10u128.pow(9 - n)
+    } else if n <= 38 {
+        ticks / 10u128.pow(n - 9)
+    } else {
+        0
+    };
+    let ns = i128::try_from(ns).unwrap_or(i128::MAX);
+    let total = ns + i128::from(tsoffset_s) * 1_000_000_000;
+    total.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+fn resolution_name(tsresol: u8) -> String {
+    match tsresol {
+        0 => "s".into(),
+        3 => "ms".into(),
+        6 => "us".into(),
+        9 => "ns".into(),
+        r if r & 0x80 != 0 => format!("2^-{}s", r & 0x7f),
+        r => format!("10^-{r}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_resolutions_convert_to_nanoseconds() {
+        assert_eq!(ticks_to_ns(1_500_000, 6, 0), 1_500_000_000);
+        assert_eq!(ticks_to_ns(1_500_000_000, 9, 0), 1_500_000_000);
+        assert_eq!(ticks_to_ns(15, 1, 0), 1_500_000_000);
+        // 2^-10 s units: 1024 ticks are one second.
+        assert_eq!(ticks_to_ns(1024, 0x80 | 10, 0), 1_000_000_000);
+        // Picoseconds divide down.
+        assert_eq!(ticks_to_ns(1_000, 12, 0), 1);
+        assert_eq!(ticks_to_ns(5, 6, 10), 10_000_005_000);
+        // Absurd resolutions never panic.
+        assert_eq!(ticks_to_ns(u64::MAX, 0x80 | 127, 0), 0);
+        assert_eq!(ticks_to_ns(u64::MAX, 0, i64::MAX), i64::MAX);
+        assert_eq!(ticks_to_ns(1, 100, 0), 0);
+    }
+}
