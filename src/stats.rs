@@ -263,7 +263,7 @@ pub fn collect(input: &Input) -> InputStats {
 pub fn write_text(out: &mut dyn std::io::Write, s: &InputStats) -> std::io::Result<()> {
     writeln!(out, "{}", s.path)?;
     let Some(format) = s.format else {
-        return writeln!(out, "  not read: see the error above\n");
+        return writeln!(out, "  not read (the reason is on stderr)\n");
     };
     let compression = match s.compression {
         Some(Compression::Gzip) => ", gzip",

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use flate2::read::MultiGzDecoder;
 
@@ -69,12 +70,46 @@ pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 ///
 /// pcap-parser refills its buffer with a single `read` and takes a zero-byte read as the end
 /// of input; pipes and decompressors return short reads, so without this a block could be
-/// taken for truncated.
-pub(crate) struct FullReader<R>(pub R);
+/// taken for truncated. A read error (a corrupt gzip member, a cut zstd frame) is kept in
+/// `error` and the stream ends there, so that the bytes before it are still handed on and the
+/// capture reader can report the error with the offset where it struck.
+pub(crate) struct FullReader<R> {
+    inner: R,
+    pub(crate) error: Arc<Mutex<Option<String>>>,
+    failed: bool,
+}
+
+impl<R> FullReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        FullReader {
+            inner,
+            error: Arc::new(Mutex::new(None)),
+            failed: false,
+        }
+    }
+}
 
 impl<R: Read> Read for FullReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read_full(&mut self.0, buf)
+        if self.failed {
+            return Ok(0);
+        }
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.failed = true;
+                    if let Ok(mut slot) = self.error.lock() {
+                        *slot = Some(e.to_string());
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(filled)
     }
 }
 

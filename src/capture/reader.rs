@@ -1,6 +1,7 @@
 //! The streaming reader over pcap and pcapng, built on pcap-parser's circular-buffer readers.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
@@ -69,6 +70,8 @@ enum Kind {
 /// Reads frames from one capture input.
 pub struct CaptureReader {
     reader: Box<dyn PcapReaderIterator + Send>,
+    /// A read or decompression error that ended the stream early, if one did.
+    stream_error: Arc<Mutex<Option<String>>>,
     /// Bytes of the block returned last, consumed on the next call.
     pending_consume: usize,
     faults: Vec<CaptureError>,
@@ -105,7 +108,19 @@ impl CaptureReader {
         };
         let (mut stream, compression) = open_stream(source).map_err(io_err)?;
         let mut magic = [0u8; 4];
-        let n = read_full(&mut stream, &mut magic).map_err(io_err)?;
+        let n = read_full(&mut stream, &mut magic).map_err(|e| {
+            let what = match compression {
+                Compression::Gzip => "gzip stream is damaged: ",
+                Compression::Zstd => "zstd stream is damaged: ",
+                Compression::None => "",
+            };
+            CaptureError::new(
+                0,
+                CaptureErrorKind::Io {
+                    detail: format!("{what}{e}"),
+                },
+            )
+        })?;
         if n < 4 {
             return Err(CaptureError::new(0, CaptureErrorKind::TooShort));
         }
@@ -115,9 +130,28 @@ impl CaptureReader {
                 CaptureErrorKind::NotACapture { magic },
             ));
         }
-        let stream = FullReader(std::io::Cursor::new(magic.to_vec()).chain(stream));
+        let stream = FullReader::new(std::io::Cursor::new(magic.to_vec()).chain(stream));
+        let stream_error = Arc::clone(&stream.error);
         let is_ng = magic == PCAPNG_SHB.to_le_bytes();
         let header_err = |e: PcapError<&'static [u8]>| match e {
+            _ if stream_error.lock().is_ok_and(|s| s.is_some()) => CaptureError::new(
+                0,
+                CaptureErrorKind::Io {
+                    detail: format!(
+                        "{} stream is damaged: {}",
+                        if compression == Compression::Zstd {
+                            "zstd"
+                        } else {
+                            "gzip"
+                        },
+                        stream_error
+                            .lock()
+                            .ok()
+                            .and_then(|s| s.clone())
+                            .unwrap_or_default()
+                    ),
+                },
+            ),
             PcapError::Incomplete(_) | PcapError::Eof | PcapError::UnexpectedEof => {
                 CaptureError::new(0, CaptureErrorKind::TooShort)
             }
@@ -141,6 +175,7 @@ impl CaptureReader {
         };
         Ok(CaptureReader {
             reader,
+            stream_error,
             pending_consume: 0,
             faults: Vec::new(),
             fault_count: 0,
@@ -227,6 +262,9 @@ impl CaptureReader {
                 Step::Skip => {}
                 Step::SkipFault(kind) => self.record_fault(CaptureError::new(offset, kind)),
                 Step::End => {
+                    if let Some(detail) = self.take_stream_error() {
+                        return self.fail(offset, CaptureErrorKind::Io { detail });
+                    }
                     self.finished = true;
                     return Ok(None);
                 }
@@ -267,7 +305,14 @@ impl CaptureReader {
                         self.reader.grow(before.max(INITIAL_BUFFER) * 2);
                     }
                 }
-                Step::Fail(kind) => return self.fail(offset, kind),
+                Step::Fail(kind) => {
+                    // A stream that broke mid-record looks truncated: say why it ended.
+                    let kind = match self.take_stream_error() {
+                        Some(detail) => CaptureErrorKind::Io { detail },
+                        None => kind,
+                    };
+                    return self.fail(offset, kind);
+                }
             }
         };
         let data = self
@@ -282,6 +327,15 @@ impl CaptureReader {
             orig_len,
             offset,
         }))
+    }
+
+    fn take_stream_error(&self) -> Option<String> {
+        let detail = self.stream_error.lock().ok().and_then(|mut e| e.take())?;
+        Some(match self.state.info.compression {
+            Compression::Gzip => format!("gzip stream is damaged: {detail}"),
+            Compression::Zstd => format!("zstd stream is damaged: {detail}"),
+            Compression::None => detail,
+        })
     }
 
     fn fail(

@@ -1,0 +1,146 @@
+//! The command line as a user runs it: inputs, stdin, folders, formats, exit statuses.
+
+mod common;
+
+use assert_cmd::Command;
+use common::*;
+use predicates::prelude::*;
+
+fn rstscope() -> Command {
+    Command::cargo_bin("rstscope").unwrap()
+}
+
+#[test]
+fn clean_capture_exits_zero_with_its_counts() {
+    rstscope()
+        .args(["stats", ingest("http-v4.pcap").to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("packets       92"))
+        .stdout(predicate::str::contains("TCP conns     3"));
+}
+
+#[test]
+fn stdin_is_read_when_the_input_is_a_dash() {
+    let bytes = std::fs::read(ingest("http-v4.pcap.zst")).unwrap();
+    let out = rstscope()
+        .args(["stats", "--format", "ndjson", "-"])
+        .write_stdin(bytes)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["path"], "-");
+    assert_eq!(v["compression"], "zstd");
+    assert_eq!(v["packets"], 92);
+}
+
+#[test]
+fn json_has_one_object_per_input_with_the_documented_keys() {
+    let out = rstscope()
+        .args(["stats", "--format", "json"])
+        .arg(ingest("http-v6.pcap"))
+        .arg(ingest("two-interfaces.pcapng"))
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    for key in [
+        "path",
+        "format",
+        "link_types",
+        "packets",
+        "bytes",
+        "tcp_packets",
+        "tcp_connections",
+        "first",
+        "last",
+        "errors",
+    ] {
+        assert!(arr[0].get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(arr[1]["format"], "pcapng");
+    assert_eq!(
+        arr[1]["link_types"],
+        serde_json::json!(["ETHERNET", "LINUX_SLL"])
+    );
+}
+
+#[test]
+fn folders_are_walked_and_captures_found_by_magic_bytes_not_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::copy(ingest("http-v4.pcap"), dir.path().join("capture.txt")).unwrap();
+    std::fs::copy(ingest("http-v4.pcap.gz"), nested.join("archived")).unwrap();
+    std::fs::write(dir.path().join("notes.pcap"), "not a capture").unwrap();
+    std::fs::write(nested.join("log.gz"), [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
+    let out = rstscope()
+        .args(["stats", "--format", "ndjson"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let paths: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(paths[0].ends_with("a/b/archived"));
+    assert!(paths[1].ends_with("capture.txt"));
+}
+
+#[test]
+fn a_broken_input_is_named_with_its_offset_and_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(ingest("http-v4.pcap")).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &full[..5000]).unwrap();
+    rstscope()
+        .arg("stats")
+        .arg(&cut)
+        .arg(ingest("http-v6.pcap"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cut.pcap: at byte offset 4230: capture is truncated",
+        ))
+        // The packets before the fault and the other input are still reported.
+        .stdout(predicate::str::contains("packets       17"))
+        .stdout(predicate::str::contains("packets       91"));
+}
+
+#[test]
+fn a_missing_path_and_a_non_capture_exit_two() {
+    rstscope()
+        .args(["stats", "/nonexistent/capture.pcap"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/capture.pcap"));
+    rstscope()
+        .arg("stats")
+        .arg(ingest("README.md"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a capture file"));
+}
+
+#[test]
+fn one_or_many_threads_print_the_same_bytes() {
+    let run = |jobs: &str| {
+        rstscope()
+            .args(["stats", "--format", "json", "-j", jobs])
+            .arg(samples().join("ingest"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    assert_eq!(run("1"), run("4"));
+}

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+pub fn ingest(name: &str) -> PathBuf {
+    samples().join("ingest").join(name)
+}
+
+/// One row of samples/ingest/expected-counts.tsv, by column name.
+pub struct Expected {
+    pub cols: Vec<(String, String)>,
+}
+
+impl Expected {
+    pub fn get(&self, key: &str) -> &str {
+        self.cols
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no column {key}"))
+    }
+    pub fn num(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap()
+    }
+}
+
+pub fn expected_counts() -> Vec<Expected> {
+    let text = std::fs::read_to_string(ingest("expected-counts.tsv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split('\t')
+        .map(String::from)
+        .collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Expected {
+            cols: header
+                .iter()
+                .cloned()
+                .zip(l.split('\t').map(String::from))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether the reference tools are here. In CI they must be: a missing tshark there is a
+/// failure, not a skipped comparison.
+pub fn have_tshark() -> bool {
+    let found = Command::new("tshark").arg("--version").output().is_ok()
+        && Command::new("capinfos").arg("-h").output().is_ok();
+    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but tshark/capinfos are not installed");
+    }
+    found
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Nanoseconds since the epoch from tshark's "seconds.nanoseconds" text.
+pub fn epoch_text_to_ns(s: &str) -> i64 {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<9}");
+    secs.parse::<i64>().unwrap() * 1_000_000_000 + frac[..9].parse::<i64>().unwrap()
+}
