@@ -19,10 +19,6 @@ fn stats_of_bytes(dir: &Path, name: &str, bytes: &[u8]) -> InputStats {
     })
 }
 
-fn le32(b: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
-}
-
 /// Start offsets of the records of a little-endian legacy pcap, walked independently of the
 /// code under test.
 fn pcap_records(b: &[u8]) -> Vec<usize> {
@@ -34,17 +30,6 @@ fn pcap_records(b: &[u8]) -> Vec<usize> {
     }
     starts.push(b.len());
     starts
-}
-
-/// (start, block type) of each block of a little-endian pcapng.
-fn pcapng_blocks(b: &[u8]) -> Vec<(usize, usize)> {
-    let mut at = 0;
-    let mut blocks = Vec::new();
-    while at + 8 <= b.len() {
-        blocks.push((at, le32(b, at)));
-        at += le32(b, at + 4);
-    }
-    blocks
 }
 
 #[test]

@@ -73,3 +73,19 @@ pub fn epoch_text_to_ns(s: &str) -> i64 {
     let frac = format!("{frac:0<9}");
     secs.parse::<i64>().unwrap() * 1_000_000_000 + frac[..9].parse::<i64>().unwrap()
 }
+
+pub fn le32(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// (start, block type) of each block of a little-endian pcapng, walked independently of the
+/// code under test.
+pub fn pcapng_blocks(b: &[u8]) -> Vec<(usize, usize)> {
+    let mut at = 0;
+    let mut blocks = Vec::new();
+    while at + 8 <= b.len() {
+        blocks.push((at, le32(b, at)));
+        at += le32(b, at + 4);
+    }
+    blocks
+}

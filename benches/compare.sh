@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Whole-command timings on one large capture, page-cached, in one run: `rstscope stats`
+# (one thread and the default) against `capinfos` and `tshark -q -z conv,tcp` on the same
+# file. Prints the median wall time of several runs, MB/s, packets/s, peak RSS and the
+# speed ratio to tshark.
+#
+#   bash benches/compare.sh FILE [RUNS] [TSHARK_RUNS]
+#
+# Needs hyperfine, capinfos and tshark (Debian packages hyperfine, tshark) and GNU time
+# (/usr/bin/time, package time). Record a large capture first with benches/record-large.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILE=${1:?usage: bash benches/compare.sh FILE [RUNS] [TSHARK_RUNS]}
+RUNS=${2:-7}
+TSHARK_RUNS=${3:-3}
+cargo build --release --quiet
+BIN=$PWD/target/release/rstscope
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+cat "$FILE" >/dev/null # into the page cache
+SIZE=$(stat -c %s "$FILE")
+PACKETS=$(capinfos -c -M -T -r "$FILE" | awk 'END {print $NF}')
+
+measure() { # name runs command...
+    local name=$1 runs=$2
+    shift 2
+    hyperfine --style none --warmup 1 --runs "$runs" --export-json "$WORK/$name.json" \
+        "$* > $WORK/$name.out" >/dev/null
+    /usr/bin/time -f %M -o "$WORK/$name.rss" bash -c "$* > /dev/null"
+}
+
+measure rstscope_j1 "$RUNS" "$BIN" stats -j1 "$FILE"
+measure rstscope "$RUNS" "$BIN" stats "$FILE"
+measure capinfos "$RUNS" capinfos "$FILE"
+measure tshark "$TSHARK_RUNS" tshark -n -q -z conv,tcp -r "$FILE"
+
+python3 - "$WORK" "$SIZE" "$PACKETS" "$FILE" <<'PY'
+import json, statistics, sys
+work, size, packets, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rows = {}
+for name in ["rstscope_j1", "rstscope", "capinfos", "tshark"]:
+    times = json.load(open(f"{work}/{name}.json"))["results"][0]["times"]
+    rss_kb = int(open(f"{work}/{name}.rss").read().split()[-1])
+    rows[name] = (statistics.median(times), len(times), rss_kb)
+print(f"# {path}: {size / 1e6:.0f} MB, {packets} packets")
+print(f"{'command':<22}{'median s':>10}{'runs':>6}{'MB/s':>10}{'Mpkt/s':>9}{'peak RSS MiB':>14}{'x tshark':>10}")
+names = {"rstscope_j1": "rstscope stats -j1", "rstscope": "rstscope stats", "capinfos": "capinfos",
+         "tshark": "tshark conv,tcp"}
+for name, (t, n, rss) in rows.items():
+    print(f"{names[name]:<22}{t:>10.3f}{n:>6}{size / 1e6 / t:>10.0f}{packets / 1e6 / t:>9.2f}"
+          f"{rss / 1024:>14.1f}{rows['tshark'][0] / t:>10.1f}")
+PY
