@@ -13,8 +13,9 @@
 #                 HTTP/1.1 Connection: close, h2c prior knowledge, TLS h2,
 #                 TLS HTTP/1.1, HTTP/1.1 over ::1, plus refused connects to a
 #                 closed port and requests nginx drops with `return 444`.
-#   manyflows  -> OUTDIR/manyflows.pcap: >= MANYFLOWS_CONNS (default 210000)
-#                 short HTTP/1.1 Connection: close connections to a tiny file.
+#   manyflows  -> OUTDIR/manyflows.pcap: >= MANYFLOWS_CONNS (default 250000)
+#                 short HTTP/1.1 Connection: close connections to a tiny file
+#                 (~8 packets each: ~2 million packets, ~245 MB).
 #   all        -> both (default).
 #   timings    -> times capinfos and `tshark -q -z conv,tcp` on the recorded
 #                 files (page-cached: 1 warm-up + TIMING_RUNS runs each, with
@@ -29,10 +30,12 @@
 # Tunables (environment): MIXED_MB, MANYFLOWS_CONNS, PHASE_MAX_S (upper bound
 # of one traffic phase, default 300), MANYFLOWS_MAX_S (default 900),
 # RATE_PER_CONN (nginx limit_rate per connection, default 0 = unlimited),
-# LO_RATE (a tbf qdisc on lo, like a link's line rate, default 200mbit, so the
-# recording lasts minutes instead of seconds and bulk flows see queue drops and
-# retransmissions like on a real bottleneck; 0 = no qdisc, loopback runs at
-# ~1 GB/s and mixed.pcap is recorded in ~10 s),
+# LO_RATE (a tbf qdisc on lo, like a link's line rate, default 200mbit: mixed
+# then records at ~23 MB/s, ~53 s for 1.2 GB, so each phase lasts seconds and
+# bulk flows meet a full queue (~1,400 qdisc drops, ~130 retransmitted
+# segments; the qdisc tells local TCP of most drops, so few show as
+# retransmissions); 0 = no qdisc: loopback then runs at ~130 MB/s and
+# mixed.pcap is recorded in ~10 s),
 # TCPDUMP_BUF_KB (tcpdump -B, default 262144), TIMING_RUNS (default 3),
 # TIMING_TIMEOUT_S (default 1200), SKIP_INSTALL.
 set -euo pipefail
@@ -40,7 +43,7 @@ set -euo pipefail
 MODE=${1:-all}
 OUTDIR=${2:-/var/tmp/rstscope-bench}
 MIXED_MB=${MIXED_MB:-1200}
-MANYFLOWS_CONNS=${MANYFLOWS_CONNS:-210000}
+MANYFLOWS_CONNS=${MANYFLOWS_CONNS:-250000}
 PHASE_MAX_S=${PHASE_MAX_S:-300}
 MANYFLOWS_MAX_S=${MANYFLOWS_MAX_S:-900}
 RATE_PER_CONN=${RATE_PER_CONN:-0}
