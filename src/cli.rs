@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
-use rstscope::capture::expand_inputs;
+use rstscope::capture::{Input, expand_inputs};
+use rstscope::flow::{ConnectionRecord, FlowConfig};
+use rstscope::pipeline::{InputSummary, analyze};
+use rstscope::report;
 use rstscope::stats::{self, InputStats};
 
 #[derive(Parser, Debug)]
@@ -22,18 +25,20 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    run: RunArgs,
+    run: CommonArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// What each capture holds: format, link types, time span, packets and bytes, IPv4/IPv6,
     /// TCP/UDP counts, TCP connections, snaplen-cut packets, decode errors.
-    Stats(RunArgs),
+    Stats(CommonArgs),
+    /// Every TCP connection: endpoints, roles, packets and bytes each way, handshake, close.
+    Flows(FlowsArgs),
 }
 
 #[derive(Args, Debug)]
-struct RunArgs {
+struct CommonArgs {
     /// Capture files, folders (searched recursively for captures, recognised by their magic
     /// bytes), or - for standard input. pcap, pcapng, gzip or zstd compressed.
     #[arg(required = true, value_name = "INPUT")]
@@ -41,7 +46,7 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Worker threads (default: the number of cores).
+    /// Worker threads (default: the number of cores). -j1 runs everything on one thread.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<usize>,
     /// No warnings on stderr (errors still set the exit status).
@@ -49,13 +54,37 @@ struct RunArgs {
     quiet: bool,
 }
 
+#[derive(Args, Debug)]
+struct FlowsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Limits of the connection engine; all times are capture time.
+#[derive(Args, Debug)]
+struct EngineArgs {
+    /// Seconds without a packet after which a connection's record is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900.0)]
+    idle_timeout: f64,
+    /// Live connections kept at once; past it the least recently active are closed early
+    /// (and marked so).
+    #[arg(long, value_name = "N", default_value_t = 1 << 18)]
+    max_connections: usize,
+    /// Out-of-order bytes buffered per direction of a connection; past it the hole before
+    /// them is given up as a gap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_buffer: usize,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
     /// Text for people.
     Table,
-    /// One JSON document: an array with one object per input.
+    /// One JSON document (stats: an array with one object per input).
     Json,
-    /// One JSON object per input, one per line.
+    /// One JSON object per line (stats: per input; flows: per connection).
     Ndjson,
 }
 
@@ -65,16 +94,24 @@ struct Config {
     format: Format,
     jobs: usize,
     quiet: bool,
+    flow: FlowConfig,
 }
 
-impl From<RunArgs> for Config {
-    fn from(a: RunArgs) -> Self {
+impl Config {
+    fn new(a: CommonArgs, engine: Option<EngineArgs>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut flow = FlowConfig::default();
+        if let Some(e) = engine {
+            flow.idle_timeout_ns = (e.idle_timeout.max(0.0) * 1e9) as i64;
+            flow.max_connections = e.max_connections.max(1);
+            flow.max_buffered_per_direction = e.max_buffer;
+        }
         Config {
             inputs: a.inputs,
             format: a.format,
             jobs: a.jobs.unwrap_or(cores).max(1),
             quiet: a.quiet,
+            flow,
         }
     }
 }
@@ -83,13 +120,13 @@ impl From<RunArgs> for Config {
 /// had faults. A closed stdout (`| head`) ends quietly with 0.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Stats(a)) => a,
+    let result = match cli.command {
+        Some(Command::Flows(a)) => run_flows(&Config::new(a.common, Some(a.engine))),
+        Some(Command::Stats(a)) => run_stats(&Config::new(a, None)),
         // Until the failure analysis is built, the default command reports the same as stats.
-        None => cli.run,
+        None => run_stats(&Config::new(cli.run, None)),
     };
-    let config = Config::from(args);
-    match run_stats(&config) {
+    match result {
         Ok(code) => code,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -99,28 +136,46 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn run_stats(config: &Config) -> io::Result<ExitCode> {
+/// Expands the inputs, reporting arguments that cannot be read; runs `each` on every input
+/// in parallel (results in input order) on a pool of `config.jobs` threads.
+fn for_inputs<T: Send>(
+    config: &Config,
+    each: impl Fn(&Input, usize) -> T + Sync,
+) -> io::Result<(Vec<T>, bool)> {
     let (inputs, arg_errors) = expand_inputs(&config.inputs);
-    let mut failed = !arg_errors.is_empty();
     for (arg, e) in &arg_errors {
         eprintln!("rstscope: {arg}: {e}");
     }
+    if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {
+        eprintln!("rstscope: no capture files found in the given inputs");
+    }
+    // One input gets every thread as connection-engine shards; several inputs get a thread
+    // each.
+    let shards = if inputs.len() == 1 { config.jobs } else { 1 };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.jobs)
         .build()
         .map_err(io::Error::other)?;
-    let results: Vec<InputStats> = pool.install(|| inputs.par_iter().map(stats::collect).collect());
+    let results = pool.install(|| inputs.par_iter().map(|i| each(i, shards)).collect());
+    Ok((results, !arg_errors.is_empty()))
+}
 
-    for s in &results {
-        failed |= s.has_errors();
-        if !config.quiet {
-            for e in &s.errors {
-                eprintln!(
-                    "rstscope: {}: at byte offset {}: {}",
-                    s.path, e.offset, e.message
-                );
-            }
+fn report_faults(config: &Config, s: &InputStats) -> bool {
+    if !config.quiet {
+        for e in &s.errors {
+            eprintln!(
+                "rstscope: {}: at byte offset {}: {}",
+                s.path, e.offset, e.message
+            );
         }
+    }
+    s.has_errors()
+}
+
+fn run_stats(config: &Config) -> io::Result<ExitCode> {
+    let (results, mut failed) = for_inputs(config, |i, _| stats::collect(i))?;
+    for s in &results {
+        failed |= report_faults(config, s);
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -142,12 +197,95 @@ fn run_stats(config: &Config) -> io::Result<ExitCode> {
         }
     }
     out.flush()?;
-    if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {
-        eprintln!("rstscope: no capture files found in the given inputs");
-    }
     Ok(if failed {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_flows(config: &Config) -> io::Result<ExitCode> {
+    let (inputs, arg_errors) = expand_inputs(&config.inputs);
+    for (arg, e) in &arg_errors {
+        eprintln!("rstscope: {arg}: {e}");
+    }
+    let mut failed = !arg_errors.is_empty();
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    if inputs.len() == 1 {
+        // One input: its connections are written as they finish, so memory follows the live
+        // connections, not the capture's size.
+        let input = &inputs[0];
+        let mut write_error = None;
+        let mut count = 0u64;
+        if config.format == Format::Table {
+            writeln!(out, "{}", input.display)?;
+        }
+        let summary = {
+            let mut sink = |r: ConnectionRecord<()>| {
+                count += 1;
+                if write_error.is_none()
+                    && let Err(e) = write_flow(&mut out, config.format, &input.display, &r)
+                {
+                    write_error = Some(e);
+                }
+            };
+            analyze::<()>(input, &config.flow, config.jobs, &mut sink)
+        };
+        if let Some(e) = write_error {
+            return Err(e);
+        }
+        failed |= report_faults(config, &summary.stats);
+        if config.format == Format::Table {
+            report::flows::write_text_footer(&mut out, &summary, count)?;
+        }
+    } else {
+        // Several inputs: one thread each, their connections written in input order.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.jobs)
+            .build()
+            .map_err(io::Error::other)?;
+        let results: Vec<(InputSummary, Vec<ConnectionRecord<()>>)> = pool.install(|| {
+            inputs
+                .par_iter()
+                .map(|input| {
+                    let mut records = Vec::new();
+                    let summary = analyze::<()>(input, &config.flow, 1, &mut |r| records.push(r));
+                    (summary, records)
+                })
+                .collect()
+        });
+        for (summary, records) in &results {
+            failed |= report_faults(config, &summary.stats);
+            if config.format == Format::Table {
+                writeln!(out, "{}", summary.stats.path)?;
+            }
+            for r in records {
+                write_flow(&mut out, config.format, &summary.stats.path, r)?;
+            }
+            if config.format == Format::Table {
+                report::flows::write_text_footer(&mut out, summary, records.len() as u64)?;
+            }
+        }
+    }
+    if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {
+        eprintln!("rstscope: no capture files found in the given inputs");
+    }
+    out.flush()?;
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_flow(
+    out: &mut dyn Write,
+    format: Format,
+    capture: &str,
+    r: &ConnectionRecord<()>,
+) -> io::Result<()> {
+    match format {
+        Format::Table => report::flows::write_text(out, r),
+        Format::Json | Format::Ndjson => report::flows::write_ndjson(out, capture, r),
+    }
 }

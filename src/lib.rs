@@ -9,5 +9,8 @@
 pub mod capture;
 pub mod decode;
 pub mod error;
+pub mod flow;
+pub mod pipeline;
+pub mod report;
 pub mod stats;
 pub mod timefmt;

@@ -42,6 +42,9 @@ pub struct InputStats {
     /// Earliest and latest packet time, RFC 3339 with nanoseconds.
     pub first: Option<String>,
     pub last: Option<String>,
+    /// `first` in nanoseconds since the epoch, for relative times in reports.
+    #[serde(skip)]
+    pub first_ns: Option<i64>,
     pub duration_s: f64,
     pub ipv4_packets: u64,
     pub ipv6_packets: u64,
@@ -76,7 +79,7 @@ impl InputStats {
 type ConnKey = ((IpAddr, u16), (IpAddr, u16));
 
 /// Counts one input's packets.
-struct Counter {
+pub(crate) struct Counter {
     s: InputStats,
     link_types: BTreeSet<LinkType>,
     connections: HashSet<ConnKey, foldhash::fast::FixedState>,
@@ -85,7 +88,7 @@ struct Counter {
 }
 
 impl Counter {
-    fn new(path: &str) -> Self {
+    pub(crate) fn new(path: &str) -> Self {
         Counter {
             s: InputStats {
                 path: path.to_string(),
@@ -99,6 +102,7 @@ impl Counter {
                 wire_bytes: 0,
                 first: None,
                 last: None,
+                first_ns: None,
                 duration_s: 0.0,
                 ipv4_packets: 0,
                 ipv6_packets: 0,
@@ -131,7 +135,14 @@ impl Counter {
         }
     }
 
-    fn add(&mut self, ts_ns: i64, link: LinkType, captured: usize, wire: u32, d: &Decoded<'_>) {
+    pub(crate) fn add(
+        &mut self,
+        ts_ns: i64,
+        link: LinkType,
+        captured: usize,
+        wire: u32,
+        d: &Decoded<'_>,
+    ) {
         let s = &mut self.s;
         s.packets += 1;
         s.bytes += captured as u64;
@@ -192,7 +203,7 @@ impl Counter {
             .insert(if a <= b { (a, b) } else { (b, a) });
     }
 
-    fn fault(&mut self, e: &CaptureError, fatal: bool) {
+    pub(crate) fn fault(&mut self, e: &CaptureError, fatal: bool) {
         self.s.errors.push(InputFault {
             offset: e.offset,
             message: e.kind.to_string(),
@@ -200,7 +211,7 @@ impl Counter {
         });
     }
 
-    fn finish(mut self, reader: Option<&CaptureReader>) -> InputStats {
+    pub(crate) fn finish(mut self, reader: Option<&CaptureReader>) -> InputStats {
         if let Some(r) = reader {
             let f = r.format();
             self.s.format = Some(f.format);
@@ -216,6 +227,7 @@ impl Counter {
         self.s.link_types = self.link_types.iter().map(|l| l.name()).collect();
         self.s.tcp_connections = self.connections.len() as u64;
         self.s.first = self.first_ns.map(rfc3339_ns);
+        self.s.first_ns = self.first_ns;
         self.s.last = self.last_ns.map(rfc3339_ns);
         if let (Some(f), Some(l)) = (self.first_ns, self.last_ns) {
             self.s.duration_s = (l - f) as f64 / 1e9;

@@ -3,7 +3,7 @@
 # Idempotent: does nothing (no apt-get update) when everything is already there.
 set -euo pipefail
 
-PKGS=(tcpdump tshark curl python3 zstd gzip iproute2 ethtool iputils-ping util-linux)
+PKGS=(tcpdump tshark curl python3 zstd gzip iproute2 ethtool iputils-ping util-linux iptables)
 # nginx-light is the small nginx build; plain nginx is accepted too.
 NGINX_PKGS=(nginx-light nginx)
 

@@ -86,6 +86,8 @@ pub struct TcpPacket<'a> {
     pub payload_len: u32,
     /// The segment arrived in IP fragments and was reassembled.
     pub reassembled: bool,
+    /// The length on the wire of the frame that carried (or completed) the segment.
+    pub frame_len: u32,
 }
 
 impl TcpPacket<'_> {
@@ -192,6 +194,7 @@ impl Decoder {
                     dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
                     ttl: h.ttl(),
                     protocol: payload.ip_number.0,
+                    frame_len: frame.orig_len.max(frame.data.len() as u32),
                     // A total length of 0 is what TSO leaves in sender-side captures: the
                     // captured length (plus what the snaplen cut) is the truth then.
                     declared_payload: if h.total_len() != 0 {
@@ -228,6 +231,7 @@ impl Decoder {
                     dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
                     ttl: h.hop_limit(),
                     protocol: payload.ip_number.0,
+                    frame_len: frame.orig_len.max(frame.data.len() as u32),
                     // Payload length 0 is a jumbogram or a TSO/BIG TCP artefact.
                     declared_payload: if h.payload_length() != 0 {
                         u32::from(h.payload_length()).saturating_sub(ext_len)
@@ -307,6 +311,8 @@ struct IpHeaderFacts {
     protocol: u8,
     /// The transport bytes the IP header says were on the wire.
     declared_payload: u32,
+    /// The frame's length on the wire.
+    frame_len: u32,
 }
 
 fn finish_ip<'a>(
@@ -363,6 +369,7 @@ fn tcp_packet<'a>(
             .saturating_sub(header_len)
             .max(payload.len() as u32),
         reassembled,
+        frame_len: ip.frame_len,
     }
 }
 

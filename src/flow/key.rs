@@ -1,0 +1,61 @@
+//! Connection keys: the direction-independent 5-tuple, and the shard a connection lives on.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+/// Seed of the shard hash: fixed, so shards are the same in every run.
+const SHARD_SEED: u64 = 0x5EED_F10E;
+
+/// One end of a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    /// `1.2.3.4:80`, or `[::1]:80` for IPv6, as URLs and most tools write them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+impl Serialize for Endpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The two endpoints of a connection in sorted order, so that both directions map to the
+/// same key. `lo < hi` always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub lo: Endpoint,
+    pub hi: Endpoint,
+}
+
+impl FlowKey {
+    /// The key of a packet from `src` to `dst`, and whether `src` is the key's `lo` side.
+    pub fn of(src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
+        if src <= dst {
+            (FlowKey { lo: src, hi: dst }, true)
+        } else {
+            (FlowKey { lo: dst, hi: src }, false)
+        }
+    }
+
+    /// Which of `shards` workers owns this connection. The hash has a fixed seed, so every
+    /// run (and both directions) puts a connection on the same shard.
+    pub fn shard(&self, shards: usize) -> usize {
+        if shards <= 1 {
+            return 0;
+        }
+        (foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(self) % shards as u64) as usize
+    }
+}

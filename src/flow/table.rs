@@ -1,0 +1,153 @@
+//! The live connections of one shard, and their lifecycle in capture time.
+//!
+//! A connection is finalized (its record made, its memory freed) when it closed and the
+//! linger passed, when it idled longer than the idle timeout, when a new connection takes
+//! over its 5-tuple, when the live-connection cap needs room (least recently active first),
+//! or at the end of the input.
+//!
+//! Each record carries the moment it was decided, `frame << 1` for the packet that superseded
+//! or evicted it, `frame << 1 | 1` for the tick after `frame` (sent by the reader to every
+//! shard at the same frames, once a second of capture time) whose sweep found it expired,
+//! `u64::MAX` at the end. Records leave the table in (moment, first frame) order, which no
+//! number of shards changes.
+
+use std::collections::HashMap;
+
+use super::connection::{Connection, ConnectionRecord, EndReason, FlowConfig, StreamHandler};
+use super::key::{Endpoint, FlowKey};
+use crate::decode::TcpPacket;
+
+/// Counts of the table's lifecycle decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableCounters {
+    pub evicted: u64,
+    pub idle_timeouts: u64,
+    pub peak_live: u64,
+}
+
+/// One shard's connections.
+pub struct FlowTable<H> {
+    cfg: FlowConfig,
+    max_live: usize,
+    /// Boxed: a connection is large, and the table moves its values when it grows.
+    live: HashMap<FlowKey, Box<Connection<H>>, foldhash::fast::FixedState>,
+    /// Finished records with their decision frame, not yet taken.
+    done: Vec<(u64, ConnectionRecord<H>)>,
+    pub counters: TableCounters,
+}
+
+impl<H: StreamHandler> FlowTable<H> {
+    /// A table holding at most `max_live` connections at once.
+    pub fn new(cfg: FlowConfig, max_live: usize) -> Self {
+        FlowTable {
+            cfg,
+            max_live: max_live.max(1),
+            live: HashMap::default(),
+            done: Vec::new(),
+            counters: TableCounters::default(),
+        }
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Takes a TCP packet; `frame` is its 1-based number in the input.
+    pub fn packet(&mut self, p: &TcpPacket<'_>, frame: u64) {
+        let src = Endpoint {
+            ip: p.src,
+            port: p.src_port,
+        };
+        let dst = Endpoint {
+            ip: p.dst,
+            port: p.dst_port,
+        };
+        let (key, from_lo) = FlowKey::of(src, dst);
+        if let Some(conn) = self.live.get_mut(&key) {
+            if !conn.is_superseded_by(p, from_lo, &self.cfg) {
+                conn.handle(p, from_lo, &self.cfg);
+                return;
+            }
+            if let Some(old) = self.live.remove(&key) {
+                let reason = if old.closed_ns().is_some() {
+                    None
+                } else if p.ts_ns - old.last_ns() > self.cfg.idle_timeout_ns {
+                    self.counters.idle_timeouts += 1;
+                    Some(EndReason::IdleTimeout)
+                } else {
+                    Some(EndReason::Superseded)
+                };
+                self.done
+                    .push((frame << 1, (*old).finish(reason, None, &self.cfg)));
+            }
+        } else if self.live.len() >= self.max_live {
+            self.evict(frame);
+        }
+        let mut conn = Box::new(Connection::new(key, p, from_lo, frame));
+        conn.handle(p, from_lo, &self.cfg);
+        self.live.insert(key, conn);
+        self.counters.peak_live = self.counters.peak_live.max(self.live.len() as u64);
+    }
+
+    /// The capture reached `now_ns` after `frame`: finalizes connections that closed and
+    /// lingered out, or idled out.
+    pub fn tick(&mut self, now_ns: i64, frame: u64) {
+        let now = now_ns;
+        let cfg = self.cfg;
+        let first = self.done.len();
+        let expired = self.live.extract_if(|_, c| {
+            c.closed_ns().is_some_and(|t| now - t > cfg.linger_ns)
+                || now - c.last_ns() > cfg.idle_timeout_ns
+        });
+        for (_, c) in expired {
+            let reason = if c.closed_ns().is_none() {
+                self.counters.idle_timeouts += 1;
+                Some(EndReason::IdleTimeout)
+            } else {
+                None
+            };
+            self.done
+                .push(((frame << 1) | 1, (*c).finish(reason, None, &cfg)));
+        }
+        self.done[first..].sort_by_key(|(_, r)| r.first_frame);
+    }
+
+    /// Makes room: finalizes the least recently active sixteenth of the live connections,
+    /// so that eviction costs O(1) per new connection on average.
+    fn evict(&mut self, frame: u64) {
+        let mut by_age: Vec<(i64, FlowKey)> =
+            self.live.iter().map(|(k, c)| (c.last_ns(), *k)).collect();
+        let n = (by_age.len() / 16).max(1);
+        if n < by_age.len() {
+            by_age.select_nth_unstable(n);
+        }
+        let first = self.done.len();
+        for (_, key) in by_age.into_iter().take(n) {
+            if let Some(c) = self.live.remove(&key) {
+                self.counters.evicted += 1;
+                self.done.push((
+                    frame << 1,
+                    (*c).finish(Some(EndReason::Evicted), None, &self.cfg),
+                ));
+            }
+        }
+        self.done[first..].sort_by_key(|(_, r)| r.first_frame);
+    }
+
+    /// Moves the records finished so far, in (decision frame, first frame) order, to `out`.
+    pub fn take_finished(&mut self, out: &mut Vec<(u64, ConnectionRecord<H>)>) {
+        out.append(&mut self.done);
+    }
+
+    /// The input ended at `end_ns`: finalizes every connection still live. Their records
+    /// have the decision frame `u64::MAX` and are taken with [`Self::take_finished`].
+    pub fn finish(&mut self, end_ns: i64) {
+        let cfg = self.cfg;
+        let first = self.done.len();
+        for (_, c) in self.live.drain() {
+            self.done
+                .push((u64::MAX, (*c).finish(None, Some(end_ns), &cfg)));
+        }
+        self.done[first..].sort_by_key(|(_, r)| r.first_frame);
+    }
+}

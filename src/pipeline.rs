@@ -1,0 +1,411 @@
+//! Runs the stages over one input: the capture reader and the decoder on this thread, the
+//! connection engine either here too (`shards == 1`) or on `shards` worker threads.
+//!
+//! With workers, this thread decodes each packet just enough to know its connection's key,
+//! copies it into the batch of the worker that owns that key, and sends full batches over a
+//! bounded channel (backpressure keeps memory bounded when the workers fall behind). Each
+//! worker owns its flow table, so a connection's packets keep capture order on one thread.
+//! Emptied batches come back to be refilled, so steady state allocates nothing.
+//!
+//! Records stream out as connections finish, in (decision frame, first frame) order (see
+//! [`crate::flow::table`]): once a second of capture time this thread sends every worker a
+//! tick, after which each worker reports how far it got; a collector thread merges the
+//! workers' records and hands on those no worker can precede any more. Memory stays bounded
+//! by the live connections and about a second of finished ones, and any number of workers
+//! gives the same records in the same order (unless the live-connection cap evicts).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::mpsc;
+
+use crate::capture::{CaptureReader, Input};
+use crate::decode::{Decoded, Decoder, IpVersion, TcpFlags, TcpPacket};
+use crate::flow::{
+    ConnectionRecord, Endpoint, FlowConfig, FlowKey, FlowTable, StreamHandler, TableCounters,
+};
+use crate::stats::{Counter, InputStats};
+
+/// What reading one input left besides its connections.
+pub struct InputSummary {
+    pub stats: InputStats,
+    pub table: TableCounters,
+}
+
+/// How often, in capture time, expired connections are swept out.
+const TICK_NS: i64 = 1_000_000_000;
+
+/// Reads `input`, tracks its connections on `shards` workers (1: on this thread) and hands
+/// each finished connection to `sink`, in (decision frame, first frame) order.
+pub fn analyze<H: StreamHandler + 'static>(
+    input: &Input,
+    cfg: &FlowConfig,
+    shards: usize,
+    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+) -> InputSummary {
+    let mut counter = Counter::new(&input.display);
+    let mut reader = match CaptureReader::open(&input.source) {
+        Ok(r) => r,
+        Err(e) => {
+            counter.fault(&e, true);
+            return InputSummary {
+                stats: counter.finish(None),
+                table: TableCounters::default(),
+            };
+        }
+    };
+    let table = if shards <= 1 {
+        single(&mut reader, &mut counter, cfg, sink)
+    } else {
+        sharded(&mut reader, &mut counter, cfg, shards, sink)
+    };
+    InputSummary {
+        stats: counter.finish(Some(&reader)),
+        table,
+    }
+}
+
+/// What the read loop hands on.
+enum Feed<'a> {
+    /// A TCP segment with its 1-based frame number.
+    Tcp(&'a TcpPacket<'a>, u64),
+    /// Capture time passed a tick: `now`, and the last frame before it.
+    Tick(i64, u64),
+}
+
+/// Reads and decodes every frame, counts it, and feeds TCP segments and ticks on. Returns
+/// the time of the last packet.
+fn read_loop(
+    reader: &mut CaptureReader,
+    counter: &mut Counter,
+    mut feed: impl FnMut(Feed<'_>),
+) -> i64 {
+    let mut decoder = Decoder::new();
+    let mut frame_no = 0u64;
+    let mut end_ns = i64::MIN;
+    let mut next_tick = i64::MIN;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                if frame.ts_ns >= next_tick {
+                    if next_tick != i64::MIN {
+                        feed(Feed::Tick(frame.ts_ns, frame_no));
+                    }
+                    next_tick = frame.ts_ns.saturating_add(TICK_NS);
+                }
+                frame_no += 1;
+                end_ns = end_ns.max(frame.ts_ns);
+                let decoded = decoder.decode(&frame);
+                counter.add(
+                    frame.ts_ns,
+                    frame.link_type,
+                    frame.data.len(),
+                    frame.orig_len,
+                    &decoded,
+                );
+                if let Decoded::Tcp(t) = &decoded {
+                    feed(Feed::Tcp(t, frame_no));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                counter.fault(&e, true);
+                break;
+            }
+        }
+    }
+    end_ns
+}
+
+fn single<H: StreamHandler>(
+    reader: &mut CaptureReader,
+    counter: &mut Counter,
+    cfg: &FlowConfig,
+    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+) -> TableCounters {
+    let mut table = FlowTable::<H>::new(*cfg, cfg.max_connections);
+    let mut done = Vec::new();
+    let end_ns = read_loop(reader, counter, |feed| {
+        match feed {
+            Feed::Tcp(p, frame) => table.packet(p, frame),
+            Feed::Tick(now, frame) => table.tick(now, frame),
+        }
+        table.take_finished(&mut done);
+        for (_, r) in done.drain(..) {
+            sink(r);
+        }
+    });
+    table.finish(end_ns);
+    table.take_finished(&mut done);
+    for (_, r) in done {
+        sink(r);
+    }
+    table.counters
+}
+
+/// Packets per batch, and payload bytes per batch, before it is sent.
+const BATCH_PACKETS: usize = 512;
+const BATCH_BYTES: usize = 512 << 10;
+/// Full batches that may wait for each worker.
+const QUEUE_DEPTH: usize = 4;
+
+/// What the reader sends a worker.
+enum ToWorker {
+    Batch(Batch),
+    Tick { now_ns: i64, frame: u64 },
+    End { end_ns: i64 },
+}
+
+/// What a worker sends the collector: its finished records, and the moment (see
+/// [`crate::flow::table`]) up to which it has decided everything (`u64::MAX` once done).
+struct FromWorker<H> {
+    shard: usize,
+    records: Vec<(u64, ConnectionRecord<H>)>,
+    progress: u64,
+    counters: Option<TableCounters>,
+}
+
+fn sharded<H: StreamHandler + 'static>(
+    reader: &mut CaptureReader,
+    counter: &mut Counter,
+    cfg: &FlowConfig,
+    shards: usize,
+    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+) -> TableCounters {
+    let per_shard = cfg.max_connections.div_ceil(shards);
+    std::thread::scope(|scope| {
+        let (free_tx, free_rx) = mpsc::channel::<Batch>();
+        // Bounded: when writing the report is the slow part, the workers and then the reader
+        // wait for it instead of piling up finished records.
+        let (out_tx, out_rx) = mpsc::sync_channel::<FromWorker<H>>(QUEUE_DEPTH * shards);
+        let mut senders = Vec::with_capacity(shards);
+        for shard in 0..shards {
+            let (tx, rx) = mpsc::sync_channel::<ToWorker>(QUEUE_DEPTH);
+            let free_tx = free_tx.clone();
+            let out_tx = out_tx.clone();
+            let cfg = *cfg;
+            scope.spawn(move || worker::<H>(shard, cfg, per_shard, rx, free_tx, out_tx));
+            senders.push(tx);
+        }
+        drop(out_tx);
+        let collector = scope.spawn(move || collect(shards, out_rx, sink));
+
+        let mut filling: Vec<Batch> = (0..shards).map(|_| Batch::default()).collect();
+        let flush =
+            |filling: &mut Vec<Batch>, shard: usize, senders: &[mpsc::SyncSender<ToWorker>]| {
+                let fresh = free_rx.try_recv().unwrap_or_default();
+                let full = std::mem::replace(&mut filling[shard], fresh);
+                // A worker only stops after End, so this send cannot fail.
+                let _ = senders[shard].send(ToWorker::Batch(full));
+            };
+        let end_ns = read_loop(reader, counter, |feed| match feed {
+            Feed::Tcp(p, frame) => {
+                let (key, _) = FlowKey::of(
+                    Endpoint {
+                        ip: p.src,
+                        port: p.src_port,
+                    },
+                    Endpoint {
+                        ip: p.dst,
+                        port: p.dst_port,
+                    },
+                );
+                let shard = key.shard(shards);
+                filling[shard].push(p, frame);
+                if filling[shard].is_full() {
+                    flush(&mut filling, shard, &senders);
+                }
+            }
+            Feed::Tick(now_ns, frame) => {
+                for shard in 0..shards {
+                    if !filling[shard].metas.is_empty() {
+                        flush(&mut filling, shard, &senders);
+                    }
+                    let _ = senders[shard].send(ToWorker::Tick { now_ns, frame });
+                }
+            }
+        });
+        for (shard, batch) in filling.drain(..).enumerate() {
+            if !batch.metas.is_empty() {
+                let _ = senders[shard].send(ToWorker::Batch(batch));
+            }
+            let _ = senders[shard].send(ToWorker::End { end_ns });
+        }
+        drop(senders);
+        collector.join().unwrap_or_default()
+    })
+}
+
+fn worker<H: StreamHandler>(
+    shard: usize,
+    cfg: FlowConfig,
+    max_live: usize,
+    rx: mpsc::Receiver<ToWorker>,
+    free_tx: mpsc::Sender<Batch>,
+    out_tx: mpsc::SyncSender<FromWorker<H>>,
+) {
+    let mut table = FlowTable::<H>::new(cfg, max_live);
+    for msg in rx {
+        let mut records = Vec::new();
+        let (progress, counters) = match msg {
+            ToWorker::Batch(mut batch) => {
+                for meta in &batch.metas {
+                    table.packet(&batch.packet(meta), meta.frame);
+                }
+                let last = batch.metas.last().map_or(0, |m| m.frame << 1);
+                batch.clear();
+                // The reader may have stopped taking batches back; this one is then dropped.
+                let _ = free_tx.send(batch);
+                (last, None)
+            }
+            ToWorker::Tick { now_ns, frame } => {
+                table.tick(now_ns, frame);
+                ((frame << 1) | 1, None)
+            }
+            ToWorker::End { end_ns } => {
+                table.finish(end_ns);
+                (u64::MAX, Some(table.counters))
+            }
+        };
+        table.take_finished(&mut records);
+        if out_tx
+            .send(FromWorker {
+                shard,
+                records,
+                progress,
+                counters,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Merges the workers' records into one stream in (decision frame, first frame) order.
+fn collect<H>(
+    shards: usize,
+    rx: mpsc::Receiver<FromWorker<H>>,
+    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+) -> TableCounters {
+    let mut progress = vec![0u64; shards];
+    let mut pending: BTreeMap<(u64, u64), ConnectionRecord<H>> = BTreeMap::new();
+    let mut counters = TableCounters::default();
+    for msg in rx {
+        progress[msg.shard] = progress[msg.shard].max(msg.progress);
+        for (decision, r) in msg.records {
+            pending.insert((decision, r.first_frame), r);
+        }
+        if let Some(c) = msg.counters {
+            counters.evicted += c.evicted;
+            counters.idle_timeouts += c.idle_timeouts;
+            counters.peak_live += c.peak_live;
+        }
+        let safe = progress.iter().copied().min().unwrap_or(0);
+        while let Some(entry) = pending.first_entry() {
+            if entry.key().0 > safe {
+                break;
+            }
+            sink(entry.remove());
+        }
+    }
+    // Workers that stopped early (a bug) leave their records here: hand them on anyway.
+    for (_, r) in pending {
+        sink(r);
+    }
+    counters
+}
+
+/// A TCP segment copied out of the reader's buffer, its bytes in the batch's arena.
+#[derive(Clone, Copy)]
+struct Meta {
+    frame: u64,
+    ts_ns: i64,
+    ip: IpVersion,
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    ttl: u8,
+    reassembled: bool,
+    payload_len: u32,
+    frame_len: u32,
+    /// Where the options and the captured payload sit in the arena.
+    at: u32,
+    options_len: u8,
+    captured_len: u32,
+}
+
+#[derive(Default)]
+struct Batch {
+    metas: Vec<Meta>,
+    arena: Vec<u8>,
+}
+
+impl Batch {
+    fn push(&mut self, p: &TcpPacket<'_>, frame: u64) {
+        let at = self.arena.len() as u32;
+        self.arena.extend_from_slice(p.options);
+        self.arena.extend_from_slice(p.payload);
+        self.metas.push(Meta {
+            frame,
+            ts_ns: p.ts_ns,
+            ip: p.ip,
+            src: p.src,
+            dst: p.dst,
+            src_port: p.src_port,
+            dst_port: p.dst_port,
+            seq: p.seq,
+            ack: p.ack,
+            flags: p.flags.0,
+            window: p.window,
+            ttl: p.ttl,
+            reassembled: p.reassembled,
+            payload_len: p.payload_len,
+            frame_len: p.frame_len,
+            at,
+            options_len: p.options.len().min(255) as u8,
+            captured_len: p.payload.len() as u32,
+        });
+    }
+
+    fn is_full(&self) -> bool {
+        self.metas.len() >= BATCH_PACKETS || self.arena.len() >= BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.metas.clear();
+        self.arena.clear();
+    }
+
+    fn packet(&self, m: &Meta) -> TcpPacket<'_> {
+        let at = m.at as usize;
+        let opt_end = at + usize::from(m.options_len);
+        let options = self.arena.get(at..opt_end).unwrap_or_default();
+        let payload = self
+            .arena
+            .get(opt_end..opt_end + m.captured_len as usize)
+            .unwrap_or_default();
+        TcpPacket {
+            ts_ns: m.ts_ns,
+            ip: m.ip,
+            src: m.src,
+            dst: m.dst,
+            src_port: m.src_port,
+            dst_port: m.dst_port,
+            seq: m.seq,
+            ack: m.ack,
+            flags: TcpFlags(m.flags),
+            window: m.window,
+            ttl: m.ttl,
+            options,
+            payload,
+            payload_len: m.payload_len,
+            reassembled: m.reassembled,
+            frame_len: m.frame_len,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Stage 5: what was found -> text and machine formats. stdout carries the report only.
+
+pub mod flows;
