@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-command timings on one large capture, page-cached, in one run: `rstscope stats`
-# (one thread and the default) against `capinfos` and `tshark -q -z conv,tcp` on the same
-# file. Prints the median wall time of several runs, MB/s, packets/s, peak RSS and the
+# (capture and decode stages) and `rstscope flows` (plus the connection engine), each with
+# one thread and with the default, against `capinfos` and `tshark -q -z conv,tcp` on the
+# same file. Prints the median wall time of several runs, MB/s, packets/s, peak RSS and the
 # speed ratio to tshark.
 #
 #   bash benches/compare.sh FILE [RUNS] [TSHARK_RUNS]
@@ -31,8 +32,10 @@ measure() { # name runs command...
     /usr/bin/time -f %M -o "$WORK/$name.rss" bash -c "$* > /dev/null"
 }
 
-measure rstscope_j1 "$RUNS" "$BIN" stats -j1 "$FILE"
-measure rstscope "$RUNS" "$BIN" stats "$FILE"
+measure stats_j1 "$RUNS" "$BIN" stats -j1 "$FILE"
+measure stats "$RUNS" "$BIN" stats "$FILE"
+measure flows_j1 "$RUNS" "$BIN" flows -j1 "$FILE"
+measure flows "$RUNS" "$BIN" flows "$FILE"
 measure capinfos "$RUNS" capinfos "$FILE"
 measure tshark "$TSHARK_RUNS" tshark -n -q -z conv,tcp -r "$FILE"
 
@@ -40,14 +43,14 @@ python3 - "$WORK" "$SIZE" "$PACKETS" "$FILE" <<'PY'
 import json, statistics, sys
 work, size, packets, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rows = {}
-for name in ["rstscope_j1", "rstscope", "capinfos", "tshark"]:
+for name in ["stats_j1", "stats", "flows_j1", "flows", "capinfos", "tshark"]:
     times = json.load(open(f"{work}/{name}.json"))["results"][0]["times"]
     rss_kb = int(open(f"{work}/{name}.rss").read().split()[-1])
     rows[name] = (statistics.median(times), len(times), rss_kb)
 print(f"# {path}: {size / 1e6:.0f} MB, {packets} packets")
 print(f"{'command':<22}{'median s':>10}{'runs':>6}{'MB/s':>10}{'Mpkt/s':>9}{'peak RSS MiB':>14}{'x tshark':>10}")
-names = {"rstscope_j1": "rstscope stats -j1", "rstscope": "rstscope stats", "capinfos": "capinfos",
-         "tshark": "tshark conv,tcp"}
+names = {"stats_j1": "rstscope stats -j1", "stats": "rstscope stats", "flows_j1": "rstscope flows -j1",
+         "flows": "rstscope flows", "capinfos": "capinfos", "tshark": "tshark conv,tcp"}
 for name, (t, n, rss) in rows.items():
     print(f"{names[name]:<22}{t:>10.3f}{n:>6}{size / 1e6 / t:>10.0f}{packets / 1e6 / t:>9.2f}"
           f"{rss / 1024:>14.1f}{rows['tshark'][0] / t:>10.1f}")

@@ -144,3 +144,80 @@ fn one_or_many_threads_print_the_same_bytes() {
     };
     assert_eq!(run("1"), run("4"));
 }
+
+#[test]
+fn flows_lists_connections_and_any_thread_count_prints_the_same_bytes() {
+    let run = |jobs: &str, format: &str| {
+        rstscope()
+            .args(["flows", "--format", format, "-j", jobs])
+            .arg(samples().join("flows/port-reuse.pcap"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    for format in ["table", "ndjson"] {
+        let one = run("1", format);
+        assert_eq!(one, run("4", format), "{format}");
+        assert_eq!(one, run("2", format), "{format}");
+    }
+    let text = String::from_utf8(run("1", "table")).unwrap();
+    assert_eq!(
+        text.matches("127.0.0.1:41000 -> 127.0.0.1:8080").count(),
+        5,
+        "{text}"
+    );
+    assert!(text.contains("5 TCP connections"));
+    let lines = String::from_utf8(run("2", "ndjson")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    for key in [
+        "capture",
+        "client",
+        "server",
+        "roles",
+        "start",
+        "handshake",
+        "client_sent",
+        "server_sent",
+        "end",
+        "events",
+    ] {
+        assert!(first.get(key).is_some(), "missing {key}");
+    }
+}
+
+#[test]
+fn the_connection_cap_closes_the_least_recently_active_and_says_so() {
+    let out = rstscope()
+        .args(["flows", "--max-connections", "1", "--format", "ndjson"])
+        .arg(samples().join("flows/mid-connection.pcap"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let records: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The long connection was still held (closed, lingering) when the second one started:
+    // it was evicted to make room, and both are reported.
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["end"], "evicted");
+    assert_eq!(records[1]["end"], "closed");
+    let text = rstscope()
+        .args(["flows", "--max-connections", "1"])
+        .arg(samples().join("flows/mid-connection.pcap"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(text)
+            .unwrap()
+            .contains("closed early by the live-connection cap")
+    );
+}

@@ -89,3 +89,55 @@ pub fn pcapng_blocks(b: &[u8]) -> Vec<(usize, usize)> {
     }
     blocks
 }
+
+pub fn flow_sample(name: &str) -> PathBuf {
+    samples().join("flows").join(name)
+}
+
+/// The connections of a capture, in first-frame order, from one engine shard.
+pub fn flows_of(path: &Path) -> Vec<rstscope::flow::ConnectionRecord<()>> {
+    flows_with(path, 1)
+}
+
+pub fn flows_with(path: &Path, shards: usize) -> Vec<rstscope::flow::ConnectionRecord<()>> {
+    let input = rstscope::capture::Input {
+        display: path.display().to_string(),
+        source: rstscope::capture::InputSource::File(path.to_path_buf()),
+    };
+    let mut records = Vec::new();
+    let summary = rstscope::pipeline::analyze::<()>(
+        &input,
+        &rstscope::flow::FlowConfig::default(),
+        shards,
+        &mut |r| records.push(r),
+    );
+    assert!(
+        summary.stats.errors.is_empty(),
+        "{:?}",
+        summary.stats.errors
+    );
+    records.sort_by_key(|r| r.first_frame);
+    records
+}
+
+/// Rows of a tab-separated file with a header, as column-name lookups.
+pub fn read_tsv(path: &Path) -> Vec<Expected> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split('\t')
+        .map(String::from)
+        .collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Expected {
+            cols: header
+                .iter()
+                .cloned()
+                .zip(l.split('\t').map(String::from))
+                .collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,375 @@
+//! The connection engine on real captures: instances, roles, handshakes, closes, bytes each
+//! way, gaps, against what tshark says of the same files.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use rstscope::flow::{ConnectionRecord, EndReason, EventKind, GapCause, RoleBasis, Side};
+
+fn first_fin(c: &ConnectionRecord<()>) -> &'static str {
+    match (c.client_sent.fin_ns, c.server_sent.fin_ns) {
+        (Some(a), Some(b)) if b < a => "server",
+        (Some(_), _) => "client",
+        (None, Some(_)) => "server",
+        (None, None) => "none",
+    }
+}
+
+fn rst_senders(c: &ConnectionRecord<()>) -> String {
+    let mut s = Vec::new();
+    if c.client_sent.rst_ns.is_some() {
+        s.push("client");
+    }
+    if c.server_sent.rst_ns.is_some() {
+        s.push("server");
+    }
+    if s.is_empty() {
+        "none".into()
+    } else {
+        s.join(",")
+    }
+}
+
+#[test]
+fn every_flow_sample_matches_what_tshark_recorded() {
+    let rows = read_tsv(&flow_sample("expected.tsv"));
+    let mut by_file: BTreeMap<String, Vec<&Expected>> = BTreeMap::new();
+    for r in &rows {
+        by_file
+            .entry(r.get("file").to_string())
+            .or_default()
+            .push(r);
+    }
+    assert!(by_file.len() >= 9);
+    for (file, expected) in by_file {
+        let flows = flows_of(&flow_sample(&file));
+        assert_eq!(flows.len(), expected.len(), "{file}: connections");
+        for (c, e) in flows.iter().zip(expected) {
+            let what = format!("{file} stream {}", e.get("stream"));
+            assert_eq!(c.client.to_string(), e.get("client"), "{what}: client");
+            assert_eq!(c.server.to_string(), e.get("server"), "{what}: server");
+            assert_eq!(
+                c.client_sent.packets,
+                e.num("frames_c2s"),
+                "{what}: frames c>s"
+            );
+            assert_eq!(
+                c.server_sent.packets,
+                e.num("frames_s2c"),
+                "{what}: frames s>c"
+            );
+            assert_eq!(
+                c.client_sent.frame_bytes,
+                e.num("bytes_c2s"),
+                "{what}: bytes c>s"
+            );
+            assert_eq!(
+                c.server_sent.frame_bytes,
+                e.num("bytes_s2c"),
+                "{what}: bytes s>c"
+            );
+            let syns = c
+                .handshake
+                .syn_ns
+                .map_or(0, |_| 1 + c.handshake.syn_retransmissions);
+            assert_eq!(u64::from(syns), e.num("syn_count"), "{what}: SYNs");
+            assert_eq!(first_fin(c), e.get("first_fin"), "{what}: first FIN");
+            assert_eq!(rst_senders(c), e.get("rst_senders"), "{what}: RST senders");
+            assert_eq!(
+                c.start_ns,
+                epoch_text_to_ns(e.get("start_time")),
+                "{what}: start"
+            );
+            // tshark's payload sums count retransmitted bytes again; where there were none and
+            // nothing is missing, they equal the stream's bytes.
+            for (h, col) in [
+                (&c.client_sent, "payload_c2s"),
+                (&c.server_sent, "payload_s2c"),
+            ] {
+                if h.counters.retransmissions == 0 && h.counters.gap_bytes == 0 {
+                    assert_eq!(h.stream_bytes, e.num(col), "{what}: {col}");
+                }
+            }
+        }
+    }
+}
+
+/// Per conversation and direction, frames and frame bytes, from tshark's own dissection.
+fn tshark_conversations(path: &std::path::Path) -> Vec<BTreeMap<String, (u64, u64)>> {
+    let out = run(
+        "tshark",
+        &[
+            "-n",
+            "-r",
+            path.to_str().unwrap(),
+            "-Y",
+            "tcp",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "frame.len",
+        ],
+    );
+    let mut convs: Vec<BTreeMap<String, (u64, u64)>> = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let stream: usize = f[0].parse().unwrap();
+        let ip = if f[1].is_empty() {
+            format!("[{}]", f[2])
+        } else {
+            f[1].split(',').next().unwrap().to_string()
+        };
+        let src = format!("{ip}:{}", f[3]);
+        if convs.len() <= stream {
+            convs.resize(stream + 1, BTreeMap::new());
+        }
+        let e = convs[stream].entry(src).or_default();
+        e.0 += 1;
+        e.1 += f[4].parse::<u64>().unwrap();
+    }
+    convs
+}
+
+#[test]
+fn connections_and_bytes_equal_tshark_on_every_sample() {
+    if !have_tshark() {
+        eprintln!("tshark not installed: comparison skipped");
+        return;
+    }
+    let mut files = Vec::new();
+    for dir in ["ingest", "flows"] {
+        for entry in std::fs::read_dir(samples().join(dir)).unwrap() {
+            let p = entry.unwrap().path();
+            if rstscope::capture::sniff_path(&p) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 30);
+    for path in files {
+        let ours = flows_of(&path);
+        let theirs = tshark_conversations(&path);
+        assert_eq!(ours.len(), theirs.len(), "{}: connections", path.display());
+        for (c, t) in ours.iter().zip(&theirs) {
+            let c2s = t.get(&c.client.to_string()).copied().unwrap_or_default();
+            let s2c = t.get(&c.server.to_string()).copied().unwrap_or_default();
+            assert_eq!(
+                (c.client_sent.packets, c.client_sent.frame_bytes),
+                c2s,
+                "{}: {} client side",
+                path.display(),
+                c.client
+            );
+            assert_eq!(
+                (c.server_sent.packets, c.server_sent.frame_bytes),
+                s2c,
+                "{}: {} server side",
+                path.display(),
+                c.client
+            );
+        }
+    }
+}
+
+#[test]
+fn a_reused_five_tuple_is_several_connections() {
+    let flows = flows_of(&flow_sample("port-reuse.pcap"));
+    assert_eq!(flows.len(), 5);
+    let isns: std::collections::HashSet<_> = flows.iter().map(|c| c.client_sent.isn).collect();
+    assert_eq!(isns.len(), 5, "each instance has its own ISN");
+    for c in &flows {
+        assert_eq!(c.client.to_string(), "127.0.0.1:41000");
+        assert_eq!(c.roles, RoleBasis::Syn);
+        assert_eq!(c.end, EndReason::Closed);
+        assert_eq!(first_fin(c), "server");
+        assert_eq!(c.server_sent.counters.gap_bytes, 0);
+    }
+}
+
+#[test]
+fn a_capture_that_starts_mid_connection_infers_the_roles() {
+    let flows = flows_of(&flow_sample("mid-connection.pcap"));
+    let c = &flows[0];
+    assert!(c.roles.inferred());
+    assert_eq!(c.server.port, 8080);
+    assert!(c.handshake.syn_ns.is_none() && c.handshake.syn_ack_ns.is_none());
+    // Every byte from the first one captured is there.
+    assert_eq!(c.server_sent.counters.gap_bytes, 0);
+    assert_eq!(c.client_sent.counters.gap_bytes, 0);
+    assert!(c.server_sent.stream_bytes > 40_000);
+    assert_eq!(flows[1].roles, RoleBasis::Syn);
+}
+
+#[test]
+fn retransmitted_syns_are_counted_and_timed() {
+    let c = &flows_of(&flow_sample("syn-retransmit.pcap"))[0];
+    assert_eq!(c.handshake.syn_retransmissions, 3);
+    let syns: Vec<(i64, bool)> = c
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Syn { retransmission } => Some((e.ts_ns, retransmission)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(syns.len(), 4);
+    assert!(!syns[0].1 && syns[1..].iter().all(|s| s.1));
+    // The kernel resent the SYN about a second apart; the SYN-ACK answered the last one.
+    for w in syns.windows(2) {
+        let gap = w[1].0 - w[0].0;
+        assert!((900_000_000..1_200_000_000).contains(&gap), "{gap}");
+    }
+    assert!(c.handshake.syn_ack_ns.unwrap() >= syns[3].0);
+    assert!(c.handshake.established_ns.is_some());
+
+    let t = &flows_of(&flow_sample("syn-timeout.pcap"))[0];
+    assert_eq!(
+        (t.handshake.syn_retransmissions, t.handshake.syn_ack_ns),
+        (3, None)
+    );
+    assert_eq!(t.end, EndReason::CaptureEnd);
+}
+
+#[test]
+fn simultaneous_close_has_both_fins_before_either_is_acknowledged() {
+    let c = &flows_of(&flow_sample("simultaneous-close.pcap"))[0];
+    let (cf, sf) = (c.client_sent.fin_ns.unwrap(), c.server_sent.fin_ns.unwrap());
+    assert!(
+        (cf - sf).abs() < 20_000_000,
+        "the FINs crossed within the 20 ms hold"
+    );
+    assert_eq!(c.end, EndReason::Closed);
+    assert_eq!(rst_senders(c), "none");
+}
+
+#[test]
+fn rst_in_reply_to_data_after_a_fin() {
+    let flows = flows_of(&flow_sample("rst-after-fin.pcap"));
+    let c = &flows[0];
+    let fin = c.server_sent.fin_ns.unwrap();
+    let rst = c.server_sent.rst_ns.unwrap();
+    assert!(fin < rst);
+    // The client wrote after the server's FIN, and that write drew the RST.
+    assert!(c.client_sent.stream_bytes > 0);
+    let rst_event = c
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Rst { .. }))
+        .unwrap();
+    assert_eq!(rst_event.from, Some(Side::Server));
+    if let EventKind::Rst { ttl, usual_ttl, .. } = rst_event.kind {
+        assert_eq!(Some(ttl), usual_ttl, "the endpoint's own RST");
+    }
+    assert_eq!(c.end, EndReason::Reset);
+    // Closing with unread bytes: a RST and no FIN.
+    let d = &flows[1];
+    assert!(d.server_sent.fin_ns.is_none() && d.server_sent.rst_ns.is_some());
+    if let Some(EventKind::Rst { in_window, .. }) = d
+        .events
+        .iter()
+        .map(|e| e.kind)
+        .find(|k| matches!(k, EventKind::Rst { .. }))
+    {
+        assert_eq!(in_window, Some(true));
+    }
+}
+
+#[test]
+fn packets_the_capture_lost_become_gaps_of_their_size() {
+    let c = &flows_of(&flow_sample("capture-loss.pcap"))[0];
+    // editcap removed two 1448-byte segments of the server's.
+    assert_eq!(c.server_sent.counters.gaps, 2);
+    assert_eq!(c.server_sent.counters.gap_bytes, 2 * 1448);
+    let gaps: Vec<_> = c
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Gap { len, cause, .. } => Some((e.from, len, cause)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        gaps,
+        vec![(Some(Side::Server), 1448, GapCause::NotCaptured); 2]
+    );
+    // Delivery went on after the gaps: the rest of the stream is there.
+    assert_eq!(
+        c.server_sent.counters.delivered_bytes + 2 * 1448,
+        c.server_sent.stream_bytes
+    );
+    assert!(c.server_sent.counters.delivered_bytes > 50_000);
+}
+
+#[test]
+fn snaplen_cut_payload_becomes_gaps_and_headers_still_count() {
+    let flows = flows_of(&ingest("snaplen96.pcap"));
+    let full = flows_of(&ingest("http-v4.pcap"));
+    assert_eq!(flows.len(), 3);
+    for (c, f) in flows.iter().zip(&full) {
+        // Handshake and close come from headers, which the snaplen kept.
+        assert!(
+            c.handshake.established_ns.is_some()
+                && c.client_sent.fin_ns.is_some()
+                && c.server_sent.fin_ns.is_some()
+        );
+        // The stream has its full length; what the snaplen cut is marked as such.
+        assert!(c.server_sent.counters.gap_bytes > 0);
+        assert!(c.events.iter().all(
+            |e| !matches!(e.kind, EventKind::Gap { cause, .. } if cause != GapCause::Snaplen)
+        ));
+        assert_eq!(c.end, EndReason::Closed);
+    }
+    assert_eq!(
+        flows[1].server_sent.stream_bytes,
+        full[1].server_sent.stream_bytes
+    );
+}
+
+#[test]
+fn keepalive_probes_are_not_data_and_reordering_loses_nothing() {
+    let c = &flows_of(&flow_sample("keepalive-probes.pcap"))[0];
+    assert_eq!(c.client_sent.counters.retransmissions, 0);
+    assert_eq!(c.client_sent.stream_bytes, 134);
+    assert!(
+        c.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Idle { .. }))
+    );
+
+    let r = &flows_of(&flow_sample("reorder-loss.pcap"))[0];
+    let k = r.server_sent.counters;
+    assert!(k.retransmissions + k.out_of_order_segments > 0);
+    assert_eq!(k.gap_bytes, 0, "every byte arrived in the end");
+    assert_eq!(r.end, EndReason::Closed);
+}
+
+#[test]
+fn one_or_several_shards_give_the_same_connections() {
+    for path in [
+        flow_sample("port-reuse.pcap"),
+        flow_sample("mid-connection.pcap"),
+        ingest("two-interfaces.pcapng"),
+        ingest("http-v6.pcap"),
+    ] {
+        let one = serde_json::to_string(&flows_with(&path, 1)).unwrap();
+        for shards in [2, 3, 4] {
+            assert_eq!(
+                one,
+                serde_json::to_string(&flows_with(&path, shards)).unwrap(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
