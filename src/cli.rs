@@ -8,9 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
 use rstscope::capture::{Input, expand_inputs};
+use rstscope::classify::classify;
+use rstscope::detect::Detector;
 use rstscope::flow::{ConnectionRecord, FlowConfig};
 use rstscope::pipeline::{InputSummary, analyze};
 use rstscope::report;
+use rstscope::report::verdicts::{self, Findings, Judged};
 use rstscope::stats::{self, InputStats};
 
 #[derive(Parser, Debug)]
@@ -25,7 +28,18 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    run: CommonArgs,
+    run: AnalyzeArgs,
+}
+
+#[derive(Args, Debug)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Also list the connections that did not fail.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,15 +130,18 @@ impl Config {
     }
 }
 
-/// Exit statuses: 0 when every input was read cleanly, 2 when an input could not be read or
-/// had faults. A closed stdout (`| head`) ends quietly with 0.
+/// Exit statuses: 0 when every input was read cleanly and (for the analysis) no connection
+/// failed, 1 when failing connections were found, 2 when an input could not be read or had
+/// faults. A closed stdout (`| head`) ends quietly with 0.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Flows(a)) => run_flows(&Config::new(a.common, Some(a.engine))),
         Some(Command::Stats(a)) => run_stats(&Config::new(a, None)),
-        // Until the failure analysis is built, the default command reports the same as stats.
-        None => run_stats(&Config::new(cli.run, None)),
+        None => {
+            let all = cli.run.all;
+            run_analysis(&Config::new(cli.run.common, Some(cli.run.engine)), all)
+        }
     };
     match result {
         Ok(code) => code,
@@ -221,7 +238,7 @@ fn run_flows(config: &Config) -> io::Result<ExitCode> {
             writeln!(out, "{}", input.display)?;
         }
         let summary = {
-            let mut sink = |r: ConnectionRecord<()>| {
+            let mut sink = |r: ConnectionRecord<Detector>| {
                 count += 1;
                 if write_error.is_none()
                     && let Err(e) = write_flow(&mut out, config.format, &input.display, &r)
@@ -229,7 +246,7 @@ fn run_flows(config: &Config) -> io::Result<ExitCode> {
                     write_error = Some(e);
                 }
             };
-            analyze::<()>(input, &config.flow, config.jobs, &mut sink)
+            analyze::<Detector>(input, &config.flow, config.jobs, &mut sink)
         };
         if let Some(e) = write_error {
             return Err(e);
@@ -244,12 +261,13 @@ fn run_flows(config: &Config) -> io::Result<ExitCode> {
             .num_threads(config.jobs)
             .build()
             .map_err(io::Error::other)?;
-        let results: Vec<(InputSummary, Vec<ConnectionRecord<()>>)> = pool.install(|| {
+        let results: Vec<(InputSummary, Vec<ConnectionRecord<Detector>>)> = pool.install(|| {
             inputs
                 .par_iter()
                 .map(|input| {
                     let mut records = Vec::new();
-                    let summary = analyze::<()>(input, &config.flow, 1, &mut |r| records.push(r));
+                    let summary =
+                        analyze::<Detector>(input, &config.flow, 1, &mut |r| records.push(r));
                     (summary, records)
                 })
                 .collect()
@@ -282,10 +300,80 @@ fn write_flow(
     out: &mut dyn Write,
     format: Format,
     capture: &str,
-    r: &ConnectionRecord<()>,
+    r: &ConnectionRecord<Detector>,
 ) -> io::Result<()> {
     match format {
         Format::Table => report::flows::write_text(out, r),
         Format::Json | Format::Ndjson => report::flows::write_ndjson(out, capture, r),
     }
+}
+
+fn run_analysis(config: &Config, all: bool) -> io::Result<ExitCode> {
+    let (inputs, arg_errors) = expand_inputs(&config.inputs);
+    for (arg, e) in &arg_errors {
+        eprintln!("rstscope: {arg}: {e}");
+    }
+    let mut input_failed = !arg_errors.is_empty();
+    let mut findings = Findings::default();
+    let shards = if inputs.len() == 1 { config.jobs } else { 1 };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.jobs)
+        .build()
+        .map_err(io::Error::other)?;
+    // Each input is judged connection by connection as its connections finish; only failing
+    // ones (all with --all) are kept for the listing.
+    let per_input: Vec<(InputSummary, Findings)> = pool.install(|| {
+        inputs
+            .par_iter()
+            .map(|input| {
+                let mut f = Findings::default();
+                let summary = analyze::<Detector>(input, &config.flow, shards, &mut |r| {
+                    let verdict = classify(&r);
+                    f.add(Judged::new(&input.display, &r, verdict), all);
+                });
+                (summary, f)
+            })
+            .collect()
+    });
+    for (summary, f) in per_input {
+        input_failed |= report_faults(config, &summary.stats);
+        findings.merge(f);
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match config.format {
+        Format::Table => {
+            findings.write_summary(&mut out, inputs.len())?;
+            if !findings.kept.is_empty() {
+                writeln!(
+                    out,
+                    "{}:",
+                    if all {
+                        "Connections"
+                    } else {
+                        "Failing connections"
+                    }
+                )?;
+                for j in &findings.kept {
+                    verdicts::write_connection(&mut out, j)?;
+                }
+            }
+        }
+        Format::Json | Format::Ndjson => {
+            for j in &findings.kept {
+                verdicts::write_ndjson(&mut out, j)?;
+            }
+        }
+    }
+    out.flush()?;
+    if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {
+        eprintln!("rstscope: no capture files found in the given inputs");
+    }
+    Ok(if input_failed {
+        ExitCode::from(2)
+    } else if findings.failing > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -3,7 +3,9 @@
 # Idempotent: does nothing (no apt-get update) when everything is already there.
 set -euo pipefail
 
-PKGS=(tcpdump tshark curl python3 zstd gzip iproute2 ethtool iputils-ping util-linux iptables)
+# nghttp2-client and openssl: samples/lab/record.sh (scenarios). record.sh also needs
+# Node.js >= 20 (`node`), which is not installed from here: Debian 12's nodejs is 18.
+PKGS=(tcpdump tshark curl python3 zstd gzip iproute2 ethtool iputils-ping util-linux iptables nghttp2-client openssl coreutils)
 # nginx-light is the small nginx build; plain nginx is accepted too.
 NGINX_PKGS=(nginx-light nginx)
 

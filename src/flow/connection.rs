@@ -13,6 +13,8 @@ use crate::decode::TcpPacket;
 pub trait StreamHandler: Default + Send {
     /// A chunk of the stream sent by `from`.
     fn chunk(&mut self, from: Side, chunk: &Chunk<'_>);
+    /// `from` sent its FIN, after the bytes delivered so far.
+    fn fin(&mut self, _from: Side, _ts_ns: i64) {}
 }
 
 impl StreamHandler for () {
@@ -474,6 +476,8 @@ impl<H: StreamHandler> Connection<H> {
             }
             if h.fin_ns.is_none() {
                 h.fin_ns = Some(ts);
+                let side = self.side(from_lo);
+                self.handler.fin(side, ts);
                 self.event(cfg, ts, Some(from_lo), EventKind::Fin);
                 if self.halves[peer].fin_ns.is_some() && self.closed_ns.is_none() {
                     self.closed_ns = Some(ts);

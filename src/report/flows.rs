@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::detect::{Detected, Detector, ProtoKind, Protocol};
 use crate::flow::{ConnectionRecord, EndReason, EventKind, HalfRecord, RoleBasis, Side};
 use crate::pipeline::InputSummary;
 use crate::timefmt::rfc3339_ns;
@@ -135,8 +136,134 @@ fn time_of_day(ts_ns: i64) -> String {
     t.get(11..26).unwrap_or(&t).to_string()
 }
 
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::None => "nothing",
+        Protocol::Tls => "TLS",
+        Protocol::Http1 => "HTTP/1",
+        Protocol::H2 => "HTTP/2",
+        Protocol::Unknown => "unrecognized bytes",
+    }
+}
+
+fn tls_version(v: u16) -> String {
+    match v {
+        0x0304 => "1.3".into(),
+        0x0303 => "1.2".into(),
+        0x0302 => "1.1".into(),
+        0x0301 => "1.0".into(),
+        v => format!("0x{v:04x}"),
+    }
+}
+
+/// What the detectors found, in a few words.
+fn protocol_text(d: &Detector) -> String {
+    let [c, s] = d.protocols();
+    let mut parts = vec![format!(
+        "client spoke {}, server {}",
+        protocol_name(c),
+        protocol_name(s)
+    )];
+    for e in &d.events {
+        let who = if e.from == Side::Client {
+            "client"
+        } else {
+            "server"
+        };
+        match &e.kind {
+            ProtoKind::TlsClientHello { sni, alpn, .. } => parts.push(format!(
+                "ClientHello{}{}",
+                sni.as_ref()
+                    .map(|s| format!(" SNI {s}"))
+                    .unwrap_or_default(),
+                if alpn.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ALPN [{}]", alpn.join(", "))
+                }
+            )),
+            ProtoKind::TlsServerHello {
+                version,
+                alpn,
+                hello_retry_request,
+                ..
+            } => parts.push(format!(
+                "{} TLS {}{}",
+                if *hello_retry_request {
+                    "HelloRetryRequest"
+                } else {
+                    "ServerHello"
+                },
+                tls_version(*version),
+                alpn.as_ref()
+                    .map(|a| format!(" ALPN {a}"))
+                    .unwrap_or_default()
+            )),
+            ProtoKind::TlsAlert {
+                description: Some(d),
+                ..
+            } => parts.push(format!("{who} TLS alert {d}")),
+            ProtoKind::TlsAlert {
+                encrypted: true,
+                record_len,
+                ..
+            } => parts.push(format!("{who} encrypted alert ({record_len} bytes)")),
+            ProtoKind::H2RstStream {
+                stream_id,
+                error_code,
+            } => parts.push(format!("{who} RST_STREAM {stream_id} code {error_code}")),
+            ProtoKind::H2GoAway {
+                last_stream_id,
+                error_code,
+                ..
+            } => parts.push(format!(
+                "{who} GOAWAY last {last_stream_id} code {error_code}"
+            )),
+            ProtoKind::H2ProtocolError { detail } => parts.push(format!("{who} HTTP/2: {detail}")),
+            ProtoKind::HttpInvalid { first_bytes } => {
+                parts.push(format!("{who} sent no valid HTTP/1: '{first_bytes}'"))
+            }
+            ProtoKind::Unrecognized { first_bytes } => {
+                parts.push(format!("{who} sent '{first_bytes}'"))
+            }
+            _ => {}
+        }
+    }
+    let x = d.exchanges();
+    if !x.is_empty() {
+        let shown: Vec<String> = x
+            .iter()
+            .take(4)
+            .map(|x| {
+                format!(
+                    "{} {} -> {}",
+                    x.method.as_deref().unwrap_or("?"),
+                    x.target.as_deref().unwrap_or("?"),
+                    x.status
+                        .map_or("no response".to_string(), |s| s.to_string())
+                )
+            })
+            .collect();
+        parts.push(format!(
+            "{} requests: {}{}",
+            x.len(),
+            shown.join(", "),
+            if x.len() > 4 { ", ..." } else { "" }
+        ));
+    }
+    let h2_headers = d
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, ProtoKind::H2Headers { .. }))
+        .count();
+    if h2_headers > 0 {
+        parts.push(format!("{h2_headers} HTTP/2 header blocks"));
+    }
+    parts.join("; ")
+}
+
 /// One connection, as text.
-pub fn write_text<H>(out: &mut dyn Write, c: &ConnectionRecord<H>) -> io::Result<()> {
+pub fn write_text(out: &mut dyn Write, c: &ConnectionRecord<Detector>) -> io::Result<()> {
     writeln!(
         out,
         "  #{:<7} {}  {} -> {}",
@@ -165,6 +292,9 @@ pub fn write_text<H>(out: &mut dyn Write, c: &ConnectionRecord<H>) -> io::Result
         close,
         end_text(c.end)
     )?;
+    if c.handler.protocols() != [Protocol::None; 2] {
+        writeln!(out, "      {}", protocol_text(&c.handler))?;
+    }
     let n = notes(c);
     if !n.is_empty() {
         writeln!(out, "      {n}")?;
@@ -190,26 +320,27 @@ pub fn write_text_footer(
 }
 
 #[derive(Serialize)]
-#[serde(bound(serialize = ""))]
-struct FlowLine<'a, H> {
+struct FlowLine<'a> {
     capture: &'a str,
     start: String,
     duration_ms: f64,
     #[serde(flatten)]
-    record: &'a ConnectionRecord<H>,
+    record: &'a ConnectionRecord<Detector>,
+    detected: Detected<'a>,
 }
 
 /// One connection as one line of JSON.
-pub fn write_ndjson<H>(
+pub fn write_ndjson(
     out: &mut dyn Write,
     capture: &str,
-    c: &ConnectionRecord<H>,
+    c: &ConnectionRecord<Detector>,
 ) -> io::Result<()> {
     let line = FlowLine {
         capture,
         start: rfc3339_ns(c.start_ns),
         duration_ms: (c.end_ns - c.start_ns) as f64 / 1e6,
         record: c,
+        detected: c.handler.detected(),
     };
     serde_json::to_writer(&mut *out, &line)?;
     writeln!(out)

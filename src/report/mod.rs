@@ -1,3 +1,4 @@
 //! Stage 5: what was found -> text and machine formats. stdout carries the report only.
 
 pub mod flows;
+pub mod verdicts;

@@ -1,0 +1,694 @@
+//! HTTP/1.x messages of both directions (RFC 9112): request heads, response heads, and body
+//! framing followed to its end, with requests and responses paired in order (keep-alive and
+//! pipelining).
+//!
+//! A message head is buffered until its blank line (at most [`MAX_HEAD`] bytes), then parsed
+//! with httparse; bodies are only counted, never copied. Body length per RFC 9112 §6.3:
+//! no body for HEAD, 1xx, 204 and 304; chunked transfer coding; Content-Length; otherwise a
+//! response runs until the connection closes.
+
+use serde::Serialize;
+
+use super::event::{ProtoKind, escape_bytes};
+
+/// Largest message head kept; a longer one is reported and parsing stops.
+pub const MAX_HEAD: usize = 64 << 10;
+/// Exchanges remembered per connection; later ones are counted only.
+const MAX_EXCHANGES: usize = 1024;
+const MAX_HEADERS: usize = 128;
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    None,
+    ContentLength(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// One request and its response, as far as they got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exchange {
+    /// None for a response that answered no request we saw.
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub request_ns: Option<i64>,
+    pub response_start_ns: Option<i64>,
+    pub response_head_ns: Option<i64>,
+    pub status: Option<u16>,
+    pub framing: Option<Framing>,
+    pub body_bytes: u64,
+    pub response_end_ns: Option<i64>,
+    pub connection_close: bool,
+}
+
+impl Exchange {
+    fn new() -> Self {
+        Exchange {
+            method: None,
+            target: None,
+            request_ns: None,
+            response_start_ns: None,
+            response_head_ns: None,
+            status: None,
+            framing: None,
+            body_bytes: 0,
+            response_end_ns: None,
+            connection_close: false,
+        }
+    }
+}
+
+/// Where a body stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    Length(u64),
+    /// Chunked: reading a size line (its length so far), chunk data, the CRLF after the data,
+    /// or trailer lines (length of the current line).
+    ChunkSize(usize),
+    ChunkData(u64),
+    ChunkCrlf(u8),
+    Trailer(usize),
+    UntilClose,
+}
+
+/// What one side is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body(Body),
+    /// After a 101 response or a CONNECT: the bytes are another protocol's.
+    Switched,
+    Stopped,
+}
+
+/// One direction's parser.
+struct Side {
+    state: State,
+    head: Vec<u8>,
+    body_bytes: u64,
+}
+
+impl Side {
+    fn new() -> Self {
+        Side {
+            state: State::Head,
+            head: Vec::new(),
+            body_bytes: 0,
+        }
+    }
+}
+
+/// What the client's bytes turned into, for the caller to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    None,
+    /// A 101 answered an `Upgrade: h2c`: both sides speak HTTP/2 from the next byte on.
+    H2c,
+}
+
+/// Both directions of an HTTP/1 connection.
+pub struct Http1 {
+    client: Side,
+    server: Side,
+    pub exchanges: Vec<Exchange>,
+    pub exchanges_dropped: u64,
+    /// Index in `exchanges` of the next response expected.
+    next_response: usize,
+    /// Methods of requests not yet answered, for HEAD and CONNECT.
+    pending_methods: std::collections::VecDeque<String>,
+    upgrade_h2c_requested: bool,
+}
+
+impl Default for Http1 {
+    fn default() -> Self {
+        Http1 {
+            client: Side::new(),
+            server: Side::new(),
+            exchanges: Vec::new(),
+            exchanges_dropped: 0,
+            next_response: 0,
+            pending_methods: std::collections::VecDeque::new(),
+            upgrade_h2c_requested: false,
+        }
+    }
+}
+
+fn header<'a>(headers: &'a [httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+fn has_token(value: Option<&[u8]>, token: &str) -> bool {
+    value.is_some_and(|v| {
+        String::from_utf8_lossy(v)
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+fn content_length(headers: &[httparse::Header<'_>]) -> Option<u64> {
+    header(headers, "content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Finds the end of a message head (after the blank line); searches only the new bytes.
+fn head_end(buf: &[u8], searched_from: usize) -> Option<usize> {
+    let start = searched_from.saturating_sub(3);
+    buf.get(start..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| start + p + 4)
+}
+
+impl Http1 {
+    /// Whether the client side's next bytes start a new request (so another protocol could
+    /// take over at this boundary, such as the HTTP/2 preface after an h2c upgrade).
+    pub fn client_at_message_start(&self) -> bool {
+        self.client.state == State::Head && self.client.head.is_empty()
+    }
+
+    /// Feeds client bytes. Returns how many were consumed: all of them unless the client
+    /// switched protocols.
+    pub fn feed_client(
+        &mut self,
+        ts_ns: i64,
+        mut bytes: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> usize {
+        let total = bytes.len();
+        while !bytes.is_empty() {
+            match self.client.state {
+                State::Stopped | State::Switched => return total - bytes.len(),
+                State::Body(b) => {
+                    let (used, done) = consume_body(&mut self.client, b, bytes);
+                    bytes = &bytes[used..];
+                    if done {
+                        out.push((
+                            ts_ns,
+                            ProtoKind::HttpBodyEnd {
+                                bytes: self.client.body_bytes,
+                            },
+                        ));
+                        self.client.state = State::Head;
+                    }
+                }
+                State::Head => {
+                    if self.client.head.is_empty() && bytes.starts_with(b"PRI * HTTP/2.0") {
+                        self.client.state = State::Switched;
+                        return total - bytes.len();
+                    }
+                    let used = self.take_head(ts_ns, bytes, true, out);
+                    bytes = &bytes[used..];
+                }
+            }
+        }
+        total
+    }
+
+    /// Feeds server bytes; returns what the caller must switch to, and how many bytes this
+    /// parser consumed.
+    pub fn feed_server(
+        &mut self,
+        ts_ns: i64,
+        mut bytes: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> (Switch, usize) {
+        let total = bytes.len();
+        while !bytes.is_empty() {
+            match self.server.state {
+                State::Stopped => return (Switch::None, total),
+                State::Switched => {
+                    let switch = if self.upgrade_h2c_requested {
+                        Switch::H2c
+                    } else {
+                        Switch::None
+                    };
+                    return (switch, total - bytes.len());
+                }
+                State::Body(b) => {
+                    let (used, done) = consume_body(&mut self.server, b, bytes);
+                    bytes = &bytes[used..];
+                    if let Some(x) = self.exchanges.get_mut(self.next_response.wrapping_sub(1)) {
+                        x.body_bytes = self.server.body_bytes;
+                    }
+                    if done {
+                        self.end_response(ts_ns, out);
+                    }
+                }
+                State::Head => {
+                    if self.server.head.is_empty() {
+                        self.response_started(ts_ns, out);
+                    }
+                    let used = self.take_head(ts_ns, bytes, false, out);
+                    bytes = &bytes[used..];
+                }
+            }
+        }
+        let switch = if self.server.state == State::Switched && self.upgrade_h2c_requested {
+            Switch::H2c
+        } else {
+            Switch::None
+        };
+        (switch, total)
+    }
+
+    /// The connection closed (FIN from the server): a body that runs until the close ends
+    /// here.
+    pub fn server_closed(&mut self, ts_ns: i64, out: &mut Vec<(i64, ProtoKind)>) {
+        if self.server.state == State::Body(Body::UntilClose) {
+            self.end_response(ts_ns, out);
+        }
+    }
+
+    /// Bytes of one side were not captured. Inside a body of known length the gap is just
+    /// skipped; anywhere else the message boundaries are lost and parsing of that side stops.
+    pub fn gap(&mut self, from_client: bool, len: u64) {
+        let side = if from_client {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
+        side.state = match side.state {
+            State::Body(Body::Length(left)) if len < left => State::Body(Body::Length(left - len)),
+            State::Body(Body::ChunkData(left)) if len < left => {
+                State::Body(Body::ChunkData(left - len))
+            }
+            State::Body(Body::UntilClose) => State::Body(Body::UntilClose),
+            State::Switched => State::Switched,
+            _ => State::Stopped,
+        };
+        side.body_bytes += len;
+    }
+
+    fn response_started(&mut self, ts_ns: i64, out: &mut Vec<(i64, ProtoKind)>) {
+        out.push((ts_ns, ProtoKind::HttpResponseStart));
+        if self.next_response >= self.exchanges.len() {
+            // A response to no request we saw (the request was before the capture, or this
+            // answers bytes that were no HTTP request at all).
+            self.push_exchange(Exchange::new());
+        }
+        if let Some(x) = self.exchanges.get_mut(self.next_response) {
+            x.response_start_ns.get_or_insert(ts_ns);
+        }
+    }
+
+    fn end_response(&mut self, ts_ns: i64, out: &mut Vec<(i64, ProtoKind)>) {
+        out.push((
+            ts_ns,
+            ProtoKind::HttpBodyEnd {
+                bytes: self.server.body_bytes,
+            },
+        ));
+        if let Some(x) = self.exchanges.get_mut(self.next_response.wrapping_sub(1)) {
+            x.response_end_ns = Some(ts_ns);
+            x.body_bytes = self.server.body_bytes;
+        }
+        self.server.state = State::Head;
+    }
+
+    fn push_exchange(&mut self, x: Exchange) {
+        if self.exchanges.len() < MAX_EXCHANGES {
+            self.exchanges.push(x);
+        } else {
+            self.exchanges_dropped += 1;
+        }
+    }
+
+    /// Accumulates a message head; parses it once complete. Returns the bytes used.
+    fn take_head(
+        &mut self,
+        ts_ns: i64,
+        bytes: &[u8],
+        client: bool,
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> usize {
+        let side = if client {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
+        let before = side.head.len();
+        let room = MAX_HEAD - before;
+        let chunk = &bytes[..bytes.len().min(room)];
+        side.head.extend_from_slice(chunk);
+        let Some(end) = head_end(&side.head, before) else {
+            if side.head.len() >= MAX_HEAD {
+                out.push((
+                    ts_ns,
+                    ProtoKind::HttpInvalid {
+                        first_bytes: format!(
+                            "message head longer than {MAX_HEAD} bytes: {}",
+                            escape_bytes(&side.head, 48)
+                        ),
+                    },
+                ));
+                side.state = State::Stopped;
+                side.head = Vec::new();
+            }
+            return chunk.len();
+        };
+        let used = end - before;
+        let head = std::mem::take(&mut side.head);
+        let head = head.get(..end).unwrap_or_default();
+        if client {
+            self.parse_request(ts_ns, head, out);
+        } else {
+            self.parse_response(ts_ns, head, out);
+        }
+        used
+    }
+
+    fn parse_request(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+            out.push((
+                ts_ns,
+                ProtoKind::HttpInvalid {
+                    first_bytes: escape_bytes(head, 64),
+                },
+            ));
+            self.client.state = State::Stopped;
+            return;
+        }
+        let method = req.method.unwrap_or_default().to_string();
+        let target = req
+            .path
+            .unwrap_or_default()
+            .chars()
+            .take(1024)
+            .collect::<String>();
+        let version = format!("HTTP/1.{}", req.version.unwrap_or(1));
+        if has_token(header(req.headers, "upgrade"), "h2c") {
+            self.upgrade_h2c_requested = true;
+        }
+        let framing = if has_token(header(req.headers, "transfer-encoding"), "chunked") {
+            Some(Body::ChunkSize(0))
+        } else {
+            content_length(req.headers)
+                .filter(|&n| n > 0)
+                .map(Body::Length)
+        };
+        out.push((
+            ts_ns,
+            ProtoKind::HttpRequest {
+                method: method.clone(),
+                target: target.clone(),
+                version,
+            },
+        ));
+        self.pending_methods.push_back(method.clone());
+        if self.pending_methods.len() > MAX_EXCHANGES {
+            self.pending_methods.pop_front();
+        }
+        let mut x = Exchange::new();
+        x.method = Some(method.clone());
+        x.target = Some(target);
+        x.request_ns = Some(ts_ns);
+        self.push_exchange(x);
+        self.client.body_bytes = 0;
+        self.client.state = match framing {
+            Some(b) => State::Body(b),
+            None if method == "CONNECT" => State::Switched,
+            None => State::Head,
+        };
+    }
+
+    fn parse_response(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        if !matches!(resp.parse(head), Ok(httparse::Status::Complete(_))) {
+            out.push((
+                ts_ns,
+                ProtoKind::HttpInvalid {
+                    first_bytes: escape_bytes(head, 64),
+                },
+            ));
+            self.server.state = State::Stopped;
+            return;
+        }
+        let status = resp.code.unwrap_or(0);
+        let connection_close = has_token(header(resp.headers, "connection"), "close");
+        let keep_alive_timeout = header(resp.headers, "keep-alive").and_then(|v| {
+            String::from_utf8_lossy(v).split(',').find_map(|p| {
+                p.trim()
+                    .strip_prefix("timeout=")
+                    .and_then(|t| t.trim().parse().ok())
+            })
+        });
+        let chunked = has_token(header(resp.headers, "transfer-encoding"), "chunked");
+        let length = content_length(resp.headers);
+        let upgrade = header(resp.headers, "upgrade").map(|v| escape_bytes(v, 64));
+        out.push((
+            ts_ns,
+            ProtoKind::HttpResponseHead {
+                status,
+                version: format!("HTTP/1.{}", resp.version.unwrap_or(1)),
+                connection_close,
+                keep_alive_timeout,
+                content_length: length,
+                chunked,
+                upgrade: upgrade.clone(),
+            },
+        ));
+        if (100..200).contains(&status) && status != 101 {
+            // An interim response: the final one follows for the same request.
+            return;
+        }
+        let method = self.pending_methods.pop_front();
+        let framing = if method.as_deref() == Some("HEAD") || status == 204 || status == 304 {
+            Framing::None
+        } else if chunked {
+            Framing::Chunked
+        } else if let Some(n) = length {
+            Framing::ContentLength(n)
+        } else if status == 101
+            || (method.as_deref() == Some("CONNECT") && (200..300).contains(&status))
+        {
+            Framing::None
+        } else {
+            Framing::UntilClose
+        };
+        if let Some(x) = self.exchanges.get_mut(self.next_response) {
+            x.response_head_ns = Some(ts_ns);
+            x.status = Some(status);
+            x.framing = Some(framing);
+            x.connection_close = connection_close;
+        }
+        self.next_response += 1;
+        self.server.body_bytes = 0;
+        self.server.state = match framing {
+            _ if status == 101 => State::Switched,
+            _ if method.as_deref() == Some("CONNECT") && (200..300).contains(&status) => {
+                State::Switched
+            }
+            Framing::None | Framing::ContentLength(0) => {
+                if let Some(x) = self.exchanges.get_mut(self.next_response - 1) {
+                    x.response_end_ns = Some(ts_ns);
+                }
+                State::Head
+            }
+            Framing::ContentLength(n) => State::Body(Body::Length(n)),
+            Framing::Chunked => State::Body(Body::ChunkSize(0)),
+            Framing::UntilClose => State::Body(Body::UntilClose),
+        };
+        if status == 101 && upgrade.is_some_and(|u| !u.eq_ignore_ascii_case("h2c")) {
+            // Upgraded to something we do not follow (WebSocket...): nothing to switch to.
+            self.upgrade_h2c_requested = false;
+        }
+    }
+}
+
+/// Consumes body bytes; returns (bytes used, whether the body ended).
+fn consume_body(side: &mut Side, body: Body, bytes: &[u8]) -> (usize, bool) {
+    let mut state = body;
+    let mut used = 0;
+    while used < bytes.len() {
+        let rest = &bytes[used..];
+        match state {
+            Body::UntilClose => {
+                side.body_bytes += rest.len() as u64;
+                used = bytes.len();
+            }
+            Body::Length(left) => {
+                let n = (rest.len() as u64).min(left);
+                side.body_bytes += n;
+                used += n as usize;
+                state = Body::Length(left - n);
+                if left - n == 0 {
+                    side.state = State::Head;
+                    return (used, true);
+                }
+            }
+            Body::ChunkData(left) => {
+                let n = (rest.len() as u64).min(left);
+                side.body_bytes += n;
+                used += n as usize;
+                state = if left - n == 0 {
+                    Body::ChunkCrlf(2)
+                } else {
+                    Body::ChunkData(left - n)
+                };
+            }
+            Body::ChunkCrlf(left) => {
+                used += 1;
+                state = if left <= 1 {
+                    Body::ChunkSize(0)
+                } else {
+                    Body::ChunkCrlf(left - 1)
+                };
+            }
+            Body::ChunkSize(line_len) => {
+                // The size line is parsed as it streams by: hex digits up to ';' or CR, then
+                // up to LF. Its value is accumulated in the body_bytes-free `pending_size`.
+                let b = rest[0];
+                used += 1;
+                if b == b'\n' {
+                    let size = side_chunk_size(side);
+                    state = if size == 0 {
+                        Body::Trailer(0)
+                    } else {
+                        Body::ChunkData(size)
+                    };
+                } else if line_len > 1024 {
+                    side.state = State::Stopped;
+                    return (used, false);
+                } else {
+                    push_size_digit(side, b);
+                    state = Body::ChunkSize(line_len + 1);
+                }
+            }
+            Body::Trailer(line_len) => {
+                let b = rest[0];
+                used += 1;
+                if b == b'\n' {
+                    if line_len == 0 {
+                        side.state = State::Head;
+                        return (used, true);
+                    }
+                    state = Body::Trailer(0);
+                } else if b != b'\r' {
+                    if line_len > 8192 {
+                        side.state = State::Stopped;
+                        return (used, false);
+                    }
+                    state = Body::Trailer(line_len + 1);
+                }
+            }
+        }
+    }
+    side.state = State::Body(state);
+    (used, false)
+}
+
+/// The chunk size line being read lives in `head` (unused during a body), bounded by the
+/// 1024-byte line limit.
+fn push_size_digit(side: &mut Side, b: u8) {
+    side.head.push(b);
+}
+
+fn side_chunk_size(side: &mut Side) -> u64 {
+    let line = std::mem::take(&mut side.head);
+    let text = String::from_utf8_lossy(&line);
+    let digits = text.split(';').next().unwrap_or("").trim();
+    // A size that does not parse ends the chunked body as if it were the last chunk; the
+    // exchange is then reported as it was seen.
+    u64::from_str_radix(digits, 16).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(client: &[u8], server: &[u8]) -> (Http1, Vec<ProtoKind>) {
+        let mut h = Http1::default();
+        let mut out = Vec::new();
+        h.feed_client(1, client, &mut out);
+        h.feed_server(2, server, &mut out);
+        (h, out.into_iter().map(|(_, k)| k).collect())
+    }
+
+    #[test]
+    fn keep_alive_exchanges_pair_in_order_with_every_framing() {
+        let client = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nPOST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /d HTTP/1.1\r\n\r\n";
+        let server = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5, max=100\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nTrailer: 1\r\n\r\nHTTP/1.0 200 OK\r\nConnection: close\r\n\r\nuntil close";
+        let (mut h, events) = run(client, server);
+        assert_eq!(h.exchanges.len(), 4);
+        let statuses: Vec<_> = h.exchanges.iter().map(|x| x.status).collect();
+        assert_eq!(statuses, vec![Some(200), Some(200), Some(201), Some(200)]);
+        assert_eq!(h.exchanges[0].body_bytes, 5);
+        assert!(h.exchanges[1].response_end_ns.is_some(), "HEAD has no body");
+        assert_eq!(h.exchanges[2].body_bytes, 9);
+        assert_eq!(h.exchanges[2].framing, Some(Framing::Chunked));
+        assert!(h.exchanges[3].response_end_ns.is_none());
+        let mut out = Vec::new();
+        h.server_closed(3, &mut out);
+        assert_eq!(h.exchanges[3].body_bytes, 11);
+        assert_eq!(h.exchanges[3].response_end_ns, Some(3));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            ProtoKind::HttpResponseHead {
+                keep_alive_timeout: Some(5),
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn cut_at_every_byte_gives_the_same_exchanges() {
+        let client = b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let server = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        let (whole, whole_events) = run(client, server);
+        for cut in 0..server.len() {
+            let mut h = Http1::default();
+            let mut out = Vec::new();
+            for piece in client.chunks(cut.max(1)) {
+                h.feed_client(1, piece, &mut out);
+            }
+            h.feed_server(2, &server[..cut], &mut out);
+            h.feed_server(2, &server[cut..], &mut out);
+            assert_eq!(h.exchanges, whole.exchanges, "cut at {cut}");
+            let kinds: Vec<_> = out.into_iter().map(|(_, k)| k).collect();
+            assert_eq!(kinds, whole_events, "cut at {cut}");
+        }
+        assert_eq!(whole.exchanges[0].body_bytes, 26);
+        assert_eq!(whole.exchanges[1].status, Some(404));
+    }
+
+    #[test]
+    fn garbage_and_huge_heads_stop_without_panic() {
+        let (h, events) = run(
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01 not http at all\r\n\r\n",
+        );
+        assert!(matches!(events.last(), Some(ProtoKind::HttpInvalid { .. })));
+        assert_eq!(h.exchanges[0].status, None);
+        let mut h = Http1::default();
+        let mut out = Vec::new();
+        let big = vec![b'a'; 100_000];
+        h.feed_client(1, b"GET / HTTP/1.1\r\nX: ", &mut out);
+        h.feed_client(1, &big, &mut out);
+        assert!(matches!(
+            out.last(),
+            Some((_, ProtoKind::HttpInvalid { .. }))
+        ));
+        assert!(h.client.head.capacity() <= 2 * MAX_HEAD);
+    }
+
+    #[test]
+    fn h2c_upgrade_switches_both_sides() {
+        let mut h = Http1::default();
+        let mut out = Vec::new();
+        let used = h.feed_client(1, b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &mut out);
+        assert_eq!(used, 111);
+        let server = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+        let (switch, used) = h.feed_server(2, server, &mut out);
+        assert_eq!(switch, Switch::H2c);
+        assert_eq!(used, server.len() - 9);
+    }
+}

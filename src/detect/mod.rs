@@ -1,0 +1,405 @@
+//! Stage 4: in-order byte streams -> protocol events.
+//!
+//! Input: the chunks (data and gaps) of a connection's two streams, from the connection
+//! engine, each with its capture time. Output: [`ProtoEvent`]s on the connection's timeline,
+//! the HTTP/1 exchanges, TLS and HTTP/2 counters, and the first bytes of each side.
+//!
+//! Protocols are recognised by content, never by port: a client that starts with the HTTP/2
+//! preface speaks h2, with a TLS handshake record TLS, with a request line HTTP/1; a server
+//! that starts with a TLS record, a status line or a SETTINGS frame likewise. Each side is
+//! followed by its own parser, so "TLS ClientHello answered by `HTTP/1.1 400`" is two
+//! recognised sides, not an error.
+//!
+//! Invariants: detectors keep only what they still need (a message head, a frame header, a
+//! handshake message, each capped); payload is counted, never copied; after a gap a parser
+//! that lost its framing stops rather than guess.
+
+pub mod event;
+pub mod http1;
+pub mod http2;
+pub mod tls;
+
+use serde::Serialize;
+
+pub use event::{ProtoEvent, ProtoKind, escape_bytes};
+pub use http1::{Exchange, Framing};
+pub use http2::H2Counters;
+pub use tls::TlsCounters;
+
+use crate::flow::{Chunk, Side, StreamHandler};
+use http1::{Http1, Switch};
+use http2::{DEFAULT_MAX_FRAME_SIZE, H2Direction, PREFACE};
+use tls::TlsDirection;
+
+/// Protocol events kept per connection; later ones are counted only.
+const MAX_EVENTS: usize = 256;
+/// Bytes of each side kept as they came, for display.
+const FIRST_BYTES: usize = 64;
+/// Server bytes searched for the text of a TLS port's 400 to plain HTTP.
+const MARKER_SCAN: usize = 2048;
+
+/// What a side turned out to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// No bytes from this side.
+    #[default]
+    None,
+    Tls,
+    Http1,
+    H2,
+    /// Bytes that fit no protocol we know.
+    Unknown,
+}
+
+enum Parser {
+    /// Not enough bytes yet to tell: the first ones, with the time they came.
+    Undecided(Vec<u8>, i64),
+    Tls(Box<TlsDirection>),
+    Http1,
+    H2(Box<H2Direction>),
+    Opaque,
+}
+
+/// The detectors of one connection: a [`StreamHandler`] for the connection engine.
+pub struct Detector {
+    parsers: [Parser; 2],
+    http1: Option<Box<Http1>>,
+    pub events: Vec<ProtoEvent>,
+    pub events_dropped: u32,
+    first_bytes: [Vec<u8>; 2],
+    protocol: [Protocol; 2],
+    /// The server's first bytes hold the text TLS servers put in their 400 to a plain HTTP
+    /// request (nginx: "The plain HTTP request was sent to HTTPS port", Go: "Client sent an
+    /// HTTP request to an HTTPS server").
+    plain_to_https_marker: bool,
+    /// Server bytes scanned for that text so far.
+    server_scanned: usize,
+    /// The server chose TLS 1.3: its records after the ServerHello, and the client's after its
+    /// next flight, are encrypted.
+    tls13: bool,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector {
+            parsers: [
+                Parser::Undecided(Vec::new(), 0),
+                Parser::Undecided(Vec::new(), 0),
+            ],
+            http1: None,
+            events: Vec::new(),
+            events_dropped: 0,
+            first_bytes: [Vec::new(), Vec::new()],
+            protocol: [Protocol::None; 2],
+            plain_to_https_marker: false,
+            server_scanned: 0,
+            tls13: false,
+        }
+    }
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Server => 1,
+    }
+}
+
+/// What the first bytes of a side say it speaks; None while more bytes could change that.
+fn recognise(side: Side, b: &[u8], peer: Protocol) -> Option<Protocol> {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    let prefix_of = |full: &[u8]| b.len() < full.len() && full.starts_with(b);
+    match side {
+        Side::Client => {
+            if b.starts_with(PREFACE) {
+                Some(Protocol::H2)
+            } else if prefix_of(PREFACE)
+                || METHODS.iter().any(|m| prefix_of(m))
+                || (b.len() < 3 && b.first() == Some(&0x16))
+            {
+                None
+            } else if b.len() >= 3 && b[0] == 0x16 && b[1] == 3 {
+                Some(Protocol::Tls)
+            } else if METHODS.iter().any(|m| b.starts_with(m)) {
+                Some(Protocol::Http1)
+            } else {
+                Some(Protocol::Unknown)
+            }
+        }
+        Side::Server => {
+            if b.starts_with(b"HTTP/") {
+                Some(Protocol::Http1)
+            } else if prefix_of(b"HTTP/")
+                || (b.len() < 3 && matches!(b.first(), Some(0x15 | 0x16)))
+                || (b.len() < 9 && (peer == Protocol::H2 || b.first() == Some(&0)))
+            {
+                None
+            } else if b.len() >= 3 && matches!(b[0], 0x15 | 0x16) && b[1] == 3 {
+                Some(Protocol::Tls)
+            } else if peer == Protocol::H2 || (b.len() >= 9 && b[3] == 4 && b[5..9] == [0, 0, 0, 0])
+            {
+                // After a client preface, or starting with a SETTINGS frame on stream 0.
+                Some(Protocol::H2)
+            } else {
+                Some(Protocol::Unknown)
+            }
+        }
+    }
+}
+
+impl Detector {
+    fn push(&mut self, ts_ns: i64, from: Side, kind: ProtoKind) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(ProtoEvent { ts_ns, from, kind });
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    /// What each side speaks: [client, server].
+    pub fn protocols(&self) -> [Protocol; 2] {
+        self.protocol
+    }
+
+    /// The first bytes of a side, escaped for display.
+    pub fn first_bytes(&self, side: Side) -> String {
+        escape_bytes(&self.first_bytes[idx(side)], FIRST_BYTES)
+    }
+
+    /// The HTTP/1 exchanges, in order.
+    pub fn exchanges(&self) -> &[Exchange] {
+        self.http1.as_ref().map_or(&[], |h| h.exchanges.as_slice())
+    }
+
+    pub fn tls_counters(&self, side: Side) -> Option<TlsCounters> {
+        match &self.parsers[idx(side)] {
+            Parser::Tls(t) => Some(t.counters),
+            _ => None,
+        }
+    }
+
+    pub fn h2_counters(&self, side: Side) -> Option<H2Counters> {
+        match &self.parsers[idx(side)] {
+            Parser::H2(h) => Some(h.counters()),
+            _ => None,
+        }
+    }
+
+    /// The server closed its side: a response body delimited by the close ends here.
+    pub fn server_closed(&mut self, ts_ns: i64) {
+        if let Some(h) = self.http1.as_mut() {
+            let mut out = Vec::new();
+            h.server_closed(ts_ns, &mut out);
+            for (ts, k) in out {
+                self.push(ts, Side::Server, k);
+            }
+        }
+    }
+
+    /// Whether the server answered with a TLS port's 400 to plain HTTP.
+    pub fn plain_http_to_https_port(&self) -> bool {
+        self.plain_to_https_marker
+    }
+
+    fn data(&mut self, from: Side, ts_ns: i64, bytes: &[u8]) {
+        let i = idx(from);
+        if from == Side::Server && self.server_scanned < MARKER_SCAN && !self.plain_to_https_marker
+        {
+            let window = &bytes[..bytes.len().min(MARKER_SCAN - self.server_scanned)];
+            self.server_scanned += window.len();
+            const MARKERS: [&[u8]; 2] = [b"sent to HTTPS port", b"HTTP request to an HTTPS server"];
+            self.plain_to_https_marker = MARKERS
+                .iter()
+                .any(|m| window.windows(m.len()).any(|w| w == *m));
+        }
+        if self.first_bytes[i].len() < FIRST_BYTES {
+            let n = (FIRST_BYTES - self.first_bytes[i].len()).min(bytes.len());
+            self.first_bytes[i].extend_from_slice(&bytes[..n]);
+        }
+        let mut bytes = bytes;
+        let mut ts = ts_ns;
+        // Undecided: gather bytes until the protocol is known, then replay them.
+        let replay;
+        if let Parser::Undecided(buf, first_ts) = &mut self.parsers[i] {
+            if buf.is_empty() {
+                *first_ts = ts_ns;
+            }
+            buf.extend_from_slice(bytes);
+            let peer = self.protocol[1 - i];
+            match recognise(from, buf, peer) {
+                None => {
+                    if buf.len() > 4096 {
+                        self.parsers[i] = Parser::Opaque;
+                    }
+                    return;
+                }
+                Some(p) => {
+                    ts = *first_ts;
+                    replay = std::mem::take(buf);
+                    self.protocol[i] = p;
+                    self.parsers[i] = match p {
+                        Protocol::Tls => {
+                            Parser::Tls(Box::new(TlsDirection::new(from == Side::Client)))
+                        }
+                        Protocol::H2 => {
+                            Parser::H2(Box::new(H2Direction::new(from == Side::Client)))
+                        }
+                        Protocol::Http1 => {
+                            self.http1.get_or_insert_with(Box::default);
+                            Parser::Http1
+                        }
+                        _ => {
+                            self.push(
+                                ts,
+                                from,
+                                ProtoKind::Unrecognized {
+                                    first_bytes: escape_bytes(&replay, FIRST_BYTES),
+                                },
+                            );
+                            Parser::Opaque
+                        }
+                    };
+                    bytes = &replay;
+                }
+            }
+        }
+        self.feed(from, ts, bytes);
+    }
+
+    fn feed(&mut self, from: Side, ts: i64, bytes: &[u8]) {
+        let i = idx(from);
+        let mut out = Vec::new();
+        let peer_max = match &self.parsers[1 - i] {
+            Parser::H2(h) => h.announced_max_frame_size(),
+            _ => DEFAULT_MAX_FRAME_SIZE,
+        };
+        let mut switch_to_h2: Option<usize> = None;
+        match &mut self.parsers[i] {
+            Parser::Tls(t) => t.feed(ts, bytes, &mut out),
+            Parser::H2(h) => h.feed(ts, bytes, peer_max, &mut out),
+            Parser::Http1 => {
+                if let Some(h) = self.http1.as_mut() {
+                    if from == Side::Client {
+                        let used = h.feed_client(ts, bytes, &mut out);
+                        if used < bytes.len() {
+                            switch_to_h2 = Some(used);
+                        }
+                    } else {
+                        let (switch, used) = h.feed_server(ts, bytes, &mut out);
+                        if switch == Switch::H2c {
+                            switch_to_h2 = Some(used);
+                        }
+                    }
+                }
+            }
+            Parser::Undecided(..) | Parser::Opaque => {}
+        }
+        let tls_hello = out.iter().find_map(|(_, k)| match k {
+            ProtoKind::TlsServerHello { version, .. } => Some(*version),
+            _ => None,
+        });
+        for (t, k) in out {
+            self.push(t, from, k);
+        }
+        if let Some(version) = tls_hello
+            && version == 0x0304
+        {
+            // TLS 1.3: everything after the ServerHello is encrypted (RFC 8446 §2).
+            self.tls13 = true;
+            if let Parser::Tls(t) = &mut self.parsers[i] {
+                t.set_encrypted();
+            }
+        }
+        if let Some(used) = switch_to_h2 {
+            // h2c: after the 101 (server) or at the preface (client), HTTP/2 frames follow.
+            self.protocol[i] = Protocol::H2;
+            self.parsers[i] = Parser::H2(Box::new(H2Direction::new(from == Side::Client)));
+            if let Some(rest) = bytes.get(used..)
+                && !rest.is_empty()
+            {
+                self.feed(from, ts, rest);
+            }
+        }
+    }
+
+    fn gap(&mut self, from: Side, ts_ns: i64, len: u64) {
+        let i = idx(from);
+        let mut out = Vec::new();
+        match &mut self.parsers[i] {
+            Parser::Tls(t) => t.gap(),
+            Parser::H2(h) => h.gap(ts_ns, len, &mut out),
+            Parser::Http1 => {
+                if let Some(h) = self.http1.as_mut() {
+                    h.gap(from == Side::Client, len);
+                }
+            }
+            // Without the first bytes the protocol cannot be told.
+            Parser::Undecided(..) => self.parsers[i] = Parser::Opaque,
+            Parser::Opaque => {}
+        }
+        for (t, k) in out {
+            self.push(t, from, k);
+        }
+    }
+}
+
+impl StreamHandler for Detector {
+    fn chunk(&mut self, from: Side, chunk: &Chunk<'_>) {
+        match *chunk {
+            Chunk::Data { ts_ns, bytes, .. } => self.data(from, ts_ns, bytes),
+            Chunk::Gap { ts_ns, len, .. } => self.gap(from, ts_ns, len),
+        }
+    }
+
+    fn fin(&mut self, from: Side, ts_ns: i64) {
+        if from == Side::Server {
+            self.server_closed(ts_ns);
+        }
+    }
+}
+
+/// What the detectors found, for machine output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detected<'a> {
+    pub client_protocol: Protocol,
+    pub server_protocol: Protocol,
+    pub client_first_bytes: String,
+    pub server_first_bytes: String,
+    pub exchanges: &'a [Exchange],
+    pub tls_client: Option<TlsCounters>,
+    pub tls_server: Option<TlsCounters>,
+    pub h2_client: Option<H2Counters>,
+    pub h2_server: Option<H2Counters>,
+    pub protocol_events: &'a [ProtoEvent],
+    pub protocol_events_dropped: u32,
+}
+
+impl Detector {
+    /// The summary of what was found.
+    pub fn detected(&self) -> Detected<'_> {
+        Detected {
+            client_protocol: self.protocol[0],
+            server_protocol: self.protocol[1],
+            client_first_bytes: self.first_bytes(Side::Client),
+            server_first_bytes: self.first_bytes(Side::Server),
+            exchanges: self.exchanges(),
+            tls_client: self.tls_counters(Side::Client),
+            tls_server: self.tls_counters(Side::Server),
+            h2_client: self.h2_counters(Side::Client),
+            h2_server: self.h2_counters(Side::Server),
+            protocol_events: &self.events,
+            protocol_events_dropped: self.events_dropped,
+        }
+    }
+}

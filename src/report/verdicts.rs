@@ -1,0 +1,327 @@
+//! The default report: the incident summary, then the failing connections with their
+//! verdicts; and the per-connection machine contract (`--format ndjson`).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::classify::{Class, CloseKind, Verdict};
+use crate::detect::Detector;
+use crate::flow::{ConnectionRecord, Endpoint, Side};
+use crate::timefmt::rfc3339_ns;
+
+/// A connection with its verdict, as kept for the report.
+pub struct Judged {
+    pub capture: String,
+    pub first_frame: u64,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub verdict: Verdict,
+}
+
+impl Judged {
+    pub fn new(capture: &str, rec: &ConnectionRecord<Detector>, verdict: Verdict) -> Self {
+        Judged {
+            capture: capture.to_string(),
+            first_frame: rec.first_frame,
+            client: rec.client,
+            server: rec.server,
+            start_ns: rec.start_ns,
+            end_ns: rec.end_ns,
+            verdict,
+        }
+    }
+}
+
+/// Counts of one class at one server endpoint.
+#[derive(Debug, Clone, Copy)]
+struct ClassCount {
+    count: u64,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+/// What the summary needs, gathered connection by connection (memory: one entry per server
+/// endpoint and class, plus the failing connections kept for the listing).
+#[derive(Default)]
+pub struct Findings {
+    pub connections: u64,
+    pub failing: u64,
+    by_server: BTreeMap<(Endpoint, Class), ClassCount>,
+    server_errors: BTreeMap<(Endpoint, u16), u64>,
+    /// Observed idle times before a server's close or a race, seconds, per server.
+    idle_closes: BTreeMap<Endpoint, Vec<f64>>,
+    matches: BTreeMap<Endpoint, String>,
+    /// Failing connections kept for the listing, in order.
+    pub kept: Vec<Judged>,
+    /// Representative explanation per (class, server): the first one seen.
+    examples: BTreeMap<(Class, Endpoint), String>,
+}
+
+impl Findings {
+    pub fn add(&mut self, j: Judged, keep_all: bool) {
+        self.connections += 1;
+        let v = &j.verdict;
+        let e = self
+            .by_server
+            .entry((j.server, v.class))
+            .or_insert(ClassCount {
+                count: 0,
+                first_ns: j.start_ns,
+                last_ns: j.start_ns,
+            });
+        e.count += 1;
+        e.first_ns = e.first_ns.min(j.start_ns);
+        e.last_ns = e.last_ns.max(j.start_ns);
+        for s in &v.server_errors {
+            *self.server_errors.entry((j.server, *s)).or_default() += 1;
+        }
+        let idle = match v.class {
+            Class::IdleClose => v.timings.idle_before_close_ms,
+            Class::KeepaliveRace => v.timings.idle_before_request_ms,
+            _ => None,
+        };
+        if let Some(ms) = idle {
+            self.idle_closes
+                .entry(j.server)
+                .or_default()
+                .push(ms / 1000.0);
+            if let Some(m) = &v.timeout_match {
+                self.matches.entry(j.server).or_insert_with(|| m.clone());
+            }
+        }
+        if v.class.is_failure() {
+            self.failing += 1;
+            self.examples
+                .entry((v.class, j.server))
+                .or_insert_with(|| v.explanation.clone());
+        }
+        if v.class.is_failure() || keep_all {
+            self.kept.push(j);
+        }
+    }
+
+    /// Adds another input's findings (kept connections stay in input order).
+    pub fn merge(&mut self, other: Findings) {
+        self.connections += other.connections;
+        self.failing += other.failing;
+        for (k, v) in other.by_server {
+            match self.by_server.get_mut(&k) {
+                Some(e) => {
+                    e.count += v.count;
+                    e.first_ns = e.first_ns.min(v.first_ns);
+                    e.last_ns = e.last_ns.max(v.last_ns);
+                }
+                None => {
+                    self.by_server.insert(k, v);
+                }
+            }
+        }
+        for (k, v) in other.server_errors {
+            *self.server_errors.entry(k).or_default() += v;
+        }
+        for (k, mut v) in other.idle_closes {
+            self.idle_closes.entry(k).or_default().append(&mut v);
+        }
+        for (k, v) in other.matches {
+            self.matches.entry(k).or_insert(v);
+        }
+        for (k, v) in other.examples {
+            self.examples.entry(k).or_insert(v);
+        }
+        self.kept.extend(other.kept);
+    }
+
+    /// The incident summary.
+    pub fn write_summary(&self, out: &mut dyn Write, inputs: usize) -> io::Result<()> {
+        writeln!(
+            out,
+            "rstscope: {} TCP connections in {inputs} capture{}, {} failing",
+            self.connections,
+            if inputs == 1 { "" } else { "s" },
+            self.failing
+        )?;
+        // Top findings: the failing classes with the most connections, per server.
+        let mut failing: Vec<(&(Endpoint, Class), &ClassCount)> = self
+            .by_server
+            .iter()
+            .filter(|((_, c), _)| c.is_failure())
+            .collect();
+        failing.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        if !failing.is_empty() {
+            writeln!(out, "\nTop findings:")?;
+            for (i, ((server, class), n)) in failing.iter().take(3).enumerate() {
+                let example = self
+                    .examples
+                    .get(&(*class, *server))
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "  {}. {} x{} to {}: {}",
+                    i + 1,
+                    class.id(),
+                    n.count,
+                    server,
+                    example
+                )?;
+            }
+        }
+        writeln!(out, "\nBy server endpoint:")?;
+        let mut last: Option<Endpoint> = None;
+        for ((server, class), n) in &self.by_server {
+            if last != Some(*server) {
+                writeln!(out, "  {server}")?;
+                last = Some(*server);
+            }
+            writeln!(
+                out,
+                "    {:<26} {:>6}   first {}  last {}",
+                class.id(),
+                n.count,
+                time_of_day(n.first_ns),
+                time_of_day(n.last_ns)
+            )?;
+        }
+        if !self.server_errors.is_empty() {
+            writeln!(
+                out,
+                "\nHTTP 5xx responses (the symptom a proxy's client sees):"
+            )?;
+            for ((server, status), n) in &self.server_errors {
+                writeln!(out, "  {server}  {status} x{n}")?;
+            }
+        }
+        if !self.idle_closes.is_empty() {
+            writeln!(out, "\nIdle timeouts observed:")?;
+            for (server, times) in &self.idle_closes {
+                let mut t = times.clone();
+                t.sort_by(f64::total_cmp);
+                let median = t[t.len() / 2];
+                let spread = t[t.len() - 1] - t[0];
+                write!(
+                    out,
+                    "  {server} closes idle connections after {median:.1} s (median of {}, spread {spread:.2} s)",
+                    t.len()
+                )?;
+                match self.matches.get(server) {
+                    Some(m) => writeln!(out, ": matches the {m}")?,
+                    None => writeln!(out)?,
+                }
+            }
+        }
+        writeln!(out)
+    }
+}
+
+fn time_of_day(ts_ns: i64) -> String {
+    let t = rfc3339_ns(ts_ns);
+    t.get(11..23).unwrap_or(&t).to_string()
+}
+
+fn side_name(s: Option<Side>) -> &'static str {
+    match s {
+        Some(Side::Client) => "client",
+        Some(Side::Server) => "server",
+        None => "none",
+    }
+}
+
+fn close_name(c: CloseKind) -> &'static str {
+    match c {
+        CloseKind::Fin => "fin",
+        CloseKind::Rst => "rst",
+        CloseKind::None => "none",
+    }
+}
+
+/// One connection, for people.
+pub fn write_connection(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
+    let v = &j.verdict;
+    writeln!(
+        out,
+        "{}  {} -> {}  {} ({:?}, {}), closed by {} {}",
+        time_of_day(j.start_ns),
+        j.client,
+        j.server,
+        v.class.id(),
+        v.confidence,
+        serde_json::to_value(v.phase)
+            .ok()
+            .and_then(|p| p.as_str().map(String::from))
+            .unwrap_or_default(),
+        side_name(v.closed_by),
+        close_name(v.close).to_uppercase()
+    )?;
+    writeln!(out, "    {}", v.explanation)?;
+    if v.rst_from_middlebox {
+        writeln!(
+            out,
+            "    The RST's TTL differs from its sender's other packets: it probably came from a middlebox."
+        )?;
+    }
+    if let Some(p) = &v.proxies {
+        writeln!(out, "    Envoy:   {}", p.envoy)?;
+        writeln!(out, "    nginx:   {}", p.nginx)?;
+        writeln!(out, "    HAProxy: {}", p.haproxy)?;
+    }
+    writeln!(out, "    ({} frame {})", j.capture, j.first_frame)
+}
+
+/// The stable per-connection contract of `--format ndjson`.
+#[derive(Serialize)]
+struct Line<'a> {
+    capture: &'a str,
+    first_frame: u64,
+    client: String,
+    server: String,
+    class: &'static str,
+    phase: crate::classify::Phase,
+    confidence: crate::classify::Confidence,
+    closed_by: &'static str,
+    close: &'static str,
+    start: String,
+    duration_ms: f64,
+    explanation: &'a str,
+    rst_from_middlebox: bool,
+    protocol: &'a Option<String>,
+    timings: &'a crate::classify::Timings,
+    tls: &'a crate::classify::TlsInfo,
+    h2: &'a crate::classify::H2Info,
+    requests: &'a [crate::classify::RequestOutcome],
+    server_errors: &'a [u16],
+    timeout_match: &'a Option<String>,
+    proxies: &'a Option<crate::classify::vocabulary::ProxyMessages>,
+}
+
+pub fn write_ndjson(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
+    let v = &j.verdict;
+    let line = Line {
+        capture: &j.capture,
+        first_frame: j.first_frame,
+        client: j.client.to_string(),
+        server: j.server.to_string(),
+        class: v.class.id(),
+        phase: v.phase,
+        confidence: v.confidence,
+        closed_by: side_name(v.closed_by),
+        close: close_name(v.close),
+        start: rfc3339_ns(j.start_ns),
+        duration_ms: (j.end_ns - j.start_ns) as f64 / 1e6,
+        explanation: &v.explanation,
+        rst_from_middlebox: v.rst_from_middlebox,
+        protocol: &v.protocol,
+        timings: &v.timings,
+        tls: &v.tls,
+        h2: &v.h2,
+        requests: &v.requests,
+        server_errors: &v.server_errors,
+        timeout_match: &v.timeout_match,
+        proxies: &v.proxies,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    writeln!(out)
+}
