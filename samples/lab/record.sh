@@ -347,7 +347,7 @@ s_http1_to_tls_node() {
     peer_start https https-server 9444 "$PKI/server.key" "$PKI/server.crt"
     local p=$PEER_PID
     t() { run_client curl curl -sS -v --max-time 5 -o /dev/null http://127.0.0.1:9444/; }
-    record http1-to-tls-node 3 none t '9444=plaintext_to_tls_port@server/fin'
+    record http1-to-tls-node 3 none t '9444=closed_before_response@server/fin'
     peer_stop "$p"
 }
 

@@ -13,7 +13,7 @@ use crate::detect::{Detector, Exchange, Framing, ProtoKind, Protocol};
 use crate::flow::{ConnectionRecord, EndReason, EventKind, Side};
 use vocabulary::{
     CONNECT_TIMEOUTS, IDLE_TIMEOUTS, ProxyMessages, RESPONSE_TIMEOUTS, h2_error_name,
-    match_timeout, proxy_messages, tls_alert_name,
+    match_timeout, proxy_messages, round_seconds, tls_alert_name,
 };
 
 /// The failure classes (stable ids, used in every output format).
@@ -204,6 +204,10 @@ pub struct Verdict {
     pub explanation: String,
     pub proxies: Option<ProxyMessages>,
 }
+
+/// A close this soon after the first bytes (or within three round trips) is a reaction to
+/// those bytes, not to work done for them.
+const FAST_CLOSE_NS: i64 = 20_000_000;
 
 fn ms(ns: i64) -> f64 {
     (ns as f64 / 1e3).round() / 1e3
@@ -620,6 +624,35 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
             ),
         );
     }
+    // A TLS server reading plaintext fails at the first record header and closes without a
+    // byte (Node, Go and Java do; nginx answers its 400 instead, handled above). After the
+    // HTTP/2 preface nothing else closes that way: an HTTP/1 server answers 400, an h2c
+    // server answers SETTINGS. (After an HTTP/1 request a silent close is just as often an
+    // application dropping the request, so that stays closed_before_response.)
+    if cp == Protocol::H2
+        && sp == Protocol::None
+        && let (Some(first), Some((tc, Side::Server, kind))) =
+            (rec.client_sent.first_data_ns, f.first_close)
+    {
+        let rtt = hs.syn_ack_ns.zip(hs.syn_ns).map_or(0, |(a, s)| a - s);
+        if tc >= first && tc - first <= FAST_CLOSE_NS.max(3 * rtt) {
+            t.request_to_close_ms = Some(ms(tc - first));
+            return draft(
+                Class::PlaintextToTlsPort,
+                Phase::Tls,
+                Confidence::Likely,
+                format!(
+                    "The client sent the plaintext HTTP/2 preface and the server {} the connection {:.1} ms later without sending a single byte: that is what a TLS server (Node's http2.createSecureServer, Go, Java) does with bytes that are not a TLS record. The upstream expects TLS: make the proxy originate TLS, or serve plaintext HTTP/2 (http2.createServer) behind the TLS-terminating proxy.",
+                    if kind == CloseKind::Rst {
+                        "reset"
+                    } else {
+                        "closed"
+                    },
+                    (tc - first) as f64 / 1e6
+                ),
+            );
+        }
+    }
     if cp == Protocol::H2 && sp == Protocol::Http1 {
         return draft(
             Class::H2PrefaceToHttp1,
@@ -643,7 +676,7 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
             "The client sent an HTTP/1 request, and the server answered with HTTP/2 frames: it only speaks HTTP/2 (prior knowledge, e.g. a gRPC server). Configure the proxy to use HTTP/2 (h2c) to this upstream.".into(),
         );
     }
-    if sp == Protocol::Unknown && client_sent {
+    if sp == Protocol::Unknown && matches!(cp, Protocol::Http1 | Protocol::H2) {
         return draft(
             Class::InvalidResponse,
             Phase::ResponseHead,
@@ -679,6 +712,31 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
                 "The client sent bytes of no protocol we know ('{}') and the server {how} the connection {:.3} s later without answering.",
                 f.det.first_bytes(Side::Client),
                 secs(tc - rec.client_sent.first_data_ns.unwrap_or(tc))
+            ),
+        );
+    }
+    // Request bytes went out (even if the snaplen or a gap hid what they said) and the server
+    // closed without sending any.
+    if client_sent
+        && !server_sent
+        && let Some((tc, Side::Server, kind)) = f.first_close
+        && let Some(first) = rec.client_sent.first_data_ns
+        && tc >= first
+    {
+        t.request_to_close_ms = Some(ms(tc - first));
+        let (class, how) = if kind == CloseKind::Rst {
+            (Class::ResetBeforeResponse, "reset")
+        } else {
+            (Class::ClosedBeforeResponse, "closed")
+        };
+        return draft(
+            class,
+            Phase::Request,
+            Confidence::Likely,
+            format!(
+                "The client sent {} bytes (their content is not readable here: cut by the snaplen or missing from the capture) and the server {how} the connection {:.3} s later without sending any.",
+                rec.client_sent.stream_bytes,
+                secs(tc - first)
             ),
         );
     }
@@ -1079,7 +1137,7 @@ fn http1_phase(
                     } else {
                         (Class::ClosedBeforeResponse, "closed the connection (FIN)")
                     };
-                    return Some(draft(
+                    let mut d = draft(
                         class,
                         Phase::Request,
                         Confidence::Certain,
@@ -1088,13 +1146,24 @@ fn http1_phase(
                             secs(tc - req),
                             if reused { " (a reused connection)" } else { "" }
                         ),
-                    ));
+                    );
+                    if !reused && tc - req <= FAST_CLOSE_NS {
+                        d.explanation.push_str(" A silent close this fast on a fresh connection is also what a TLS server (Node, Go, Java) does with plaintext: check whether the port expects TLS.");
+                    }
+                    return Some(d);
                 }
                 Some((tc, Side::Client, kind)) => {
                     let waited = tc - req;
                     t.wait_ms = Some(ms(waited));
                     t.request_to_close_ms = Some(ms(waited));
-                    if let Some(m) = match_timeout(secs(waited), RESPONSE_TIMEOUTS) {
+                    let known =
+                        match_timeout(secs(waited), RESPONSE_TIMEOUTS).map(|m| m.what.to_string());
+                    let configured = round_seconds(secs(waited)).map(|n| {
+                        format!(
+                            "a timeout configured to {n} s (the wait is a whole number of seconds)"
+                        )
+                    });
+                    if let Some(what) = known.or(configured) {
                         let mut d = draft(
                             Class::ResponseTimeout,
                             Phase::Request,
@@ -1107,10 +1176,10 @@ fn http1_phase(
                                 } else {
                                     "closed"
                                 },
-                                m.what
+                                what
                             ),
                         );
-                        d.timeout_match = Some(m.what.to_string());
+                        d.timeout_match = Some(what);
                         return Some(d);
                     }
                     return Some(draft(

@@ -177,6 +177,13 @@ pub fn match_timeout(seconds: f64, table: &[KnownTimeout]) -> Option<KnownTimeou
         .find(|t| (seconds - t.seconds).abs() <= (t.seconds * 0.05).max(0.25))
 }
 
+/// A configured timeout: an observed wait of a whole number of seconds (within 1.5 % or
+/// 20 ms). People set timeouts to round values; waits that end by chance rarely are.
+pub fn round_seconds(seconds: f64) -> Option<u64> {
+    let whole = seconds.round();
+    (whole >= 1.0 && (seconds - whole).abs() <= (whole * 0.015).max(0.02)).then_some(whole as u64)
+}
+
 /// What the common proxies print for a failure class.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProxyMessages {

@@ -156,6 +156,15 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
+/// The status code of a complete status line ("HTTP/1.1 200 OK\r\n") at the start of `head`.
+fn status_of_line(head: &[u8]) -> Option<u16> {
+    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let line = head.get(..line_end)?;
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
 /// Finds the end of a message head (after the blank line); searches only the new bytes.
 fn head_end(buf: &[u8], searched_from: usize) -> Option<usize> {
     let start = searched_from.saturating_sub(3);
@@ -172,18 +181,26 @@ impl Http1 {
         self.client.state == State::Head && self.client.head.is_empty()
     }
 
-    /// Feeds client bytes. Returns how many were consumed: all of them unless the client
-    /// switched protocols.
+    /// Feeds client bytes. Returns what the caller must switch to (the HTTP/2 preface after
+    /// an h2c upgrade request) and how many bytes this parser consumed before it.
     pub fn feed_client(
         &mut self,
         ts_ns: i64,
         mut bytes: &[u8],
         out: &mut Vec<(i64, ProtoKind)>,
-    ) -> usize {
+    ) -> (Switch, usize) {
         let total = bytes.len();
         while !bytes.is_empty() {
             match self.client.state {
-                State::Stopped | State::Switched => return total - bytes.len(),
+                State::Stopped => return (Switch::None, total),
+                State::Switched => {
+                    let switch = if bytes.starts_with(b"PRI * HTTP/2.0") {
+                        Switch::H2c
+                    } else {
+                        Switch::None
+                    };
+                    return (switch, total - bytes.len());
+                }
                 State::Body(b) => {
                     let (used, done) = consume_body(&mut self.client, b, bytes);
                     bytes = &bytes[used..];
@@ -200,14 +217,14 @@ impl Http1 {
                 State::Head => {
                     if self.client.head.is_empty() && bytes.starts_with(b"PRI * HTTP/2.0") {
                         self.client.state = State::Switched;
-                        return total - bytes.len();
+                        return (Switch::H2c, total - bytes.len());
                     }
                     let used = self.take_head(ts_ns, bytes, true, out);
                     bytes = &bytes[used..];
                 }
             }
         }
-        total
+        (Switch::None, total)
     }
 
     /// Feeds server bytes; returns what the caller must switch to, and how many bytes this
@@ -336,6 +353,19 @@ impl Http1 {
         let room = MAX_HEAD - before;
         let chunk = &bytes[..bytes.len().min(room)];
         side.head.extend_from_slice(chunk);
+        if !client {
+            // The status line alone already tells the status, even if the rest of the head
+            // never arrives.
+            let status = status_of_line(&side.head);
+            if let (Some(status), Some(x)) = (status, self.exchanges.get_mut(self.next_response)) {
+                x.status.get_or_insert(status);
+            }
+        }
+        let side = if client {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
         let Some(end) = head_end(&side.head, before) else {
             if side.head.len() >= MAX_HEAD {
                 out.push((
@@ -684,8 +714,8 @@ mod tests {
     fn h2c_upgrade_switches_both_sides() {
         let mut h = Http1::default();
         let mut out = Vec::new();
-        let used = h.feed_client(1, b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &mut out);
-        assert_eq!(used, 111);
+        let (switch, used) = h.feed_client(1, b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &mut out);
+        assert_eq!((switch, used), (Switch::H2c, 111));
         let server = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
         let (switch, used) = h.feed_server(2, server, &mut out);
         assert_eq!(switch, Switch::H2c);

@@ -291,8 +291,8 @@ impl Detector {
             Parser::Http1 => {
                 if let Some(h) = self.http1.as_mut() {
                     if from == Side::Client {
-                        let used = h.feed_client(ts, bytes, &mut out);
-                        if used < bytes.len() {
+                        let (switch, used) = h.feed_client(ts, bytes, &mut out);
+                        if switch == Switch::H2c {
                             switch_to_h2 = Some(used);
                         }
                     } else {
