@@ -92,6 +92,20 @@ pub enum Phase {
     Done,
 }
 
+impl Phase {
+    pub fn id(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Request => "request",
+            Phase::ResponseHead => "response-head",
+            Phase::ResponseBody => "response-body",
+            Phase::Idle => "idle",
+            Phase::Done => "done",
+        }
+    }
+}
+
 /// How sure the verdict is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,6 +116,16 @@ pub enum Confidence {
     Likely,
     /// Inferred from encrypted record flow or from timing.
     Inferred,
+}
+
+impl Confidence {
+    pub fn id(self) -> &'static str {
+        match self {
+            Confidence::Certain => "certain",
+            Confidence::Likely => "likely",
+            Confidence::Inferred => "inferred",
+        }
+    }
 }
 
 /// How a side closed.
@@ -746,6 +770,23 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
     idle_or_ok(f, t)
 }
 
+/// What an observed idle time matches: the server's own `Keep-Alive: timeout=N` header (Node
+/// closes 1 s after it on recent versions), else a known default.
+fn idle_match(f: &Facts<'_>, idle_s: f64) -> Option<String> {
+    if let Some(k) = keep_alive_header(f) {
+        let k = f64::from(k);
+        if (idle_s - k).abs() <= 0.25 {
+            return Some(format!("the server's own Keep-Alive: timeout={k} header"));
+        }
+        if (idle_s - (k + 1.0)).abs() <= 0.25 {
+            return Some(format!(
+                "the server's Keep-Alive: timeout={k} header plus 1 s: Node.js closes idle sockets keepAliveTimeout + 1 s after the last response (keepAliveTimeoutBuffer)"
+            ));
+        }
+    }
+    match_timeout(idle_s, IDLE_TIMEOUTS).map(|m| m.what.to_string())
+}
+
 /// After everything completed: an orderly close after an idle gap, or plain ok.
 fn idle_or_ok(f: &Facts<'_>, t: &mut Timings) -> Draft {
     let rec = f.rec;
@@ -764,9 +805,9 @@ fn idle_or_ok(f: &Facts<'_>, t: &mut Timings) -> Draft {
                         secs(idle)
                     ),
                 );
-                if let Some(m) = match_timeout(secs(idle), IDLE_TIMEOUTS) {
-                    d.explanation.push_str(&format!(" That matches the {}; a client or proxy reusing connections must use a shorter idle timeout than this.", m.what));
-                    d.timeout_match = Some(m.what.to_string());
+                if let Some(m) = idle_match(f, secs(idle)) {
+                    d.explanation.push_str(&format!(" That matches {m}; a client or proxy reusing connections must use a shorter idle timeout than this."));
+                    d.timeout_match = Some(m);
                 }
                 return d;
             }
@@ -1122,13 +1163,14 @@ fn http1_phase(
                                 if kind == CloseKind::Fin { "FIN" } else { "RST" }
                             ),
                         );
-                        if let Some(m) = match_timeout(idle_s, IDLE_TIMEOUTS) {
-                            d.explanation
-                                .push_str(&format!(" The idle time matches the {}.", m.what));
-                            d.timeout_match = Some(m.what.to_string());
-                        } else if let Some(k) = keep_alive_header(f) {
-                            d.timeout_match =
-                                Some(format!("the server's Keep-Alive: timeout={k} header"));
+                        // The server's own idle time ends at its close, which may come
+                        // before the request.
+                        let server_idle_s = previous_end.map_or(idle_s, |p| secs(tc.min(req) - p));
+                        if let Some(m) = idle_match(f, server_idle_s) {
+                            d.explanation.push_str(&format!(
+                                " The server closed after {server_idle_s:.1} s idle, which matches {m}."
+                            ));
+                            d.timeout_match = Some(m);
                         }
                         return Some(d);
                     }
@@ -1169,7 +1211,7 @@ fn http1_phase(
                             Phase::Request,
                             Confidence::Likely,
                             format!(
-                                "The client waited {:.1} s for a response to {target} and then {} the connection: that matches the {}. The upstream is too slow for the proxy's timeout: find why the handler is slow, or raise the timeout.",
+                                "The client waited {:.1} s for a response to {target} and then {} the connection: that matches {}. The upstream is too slow for the proxy's timeout: find why the handler is slow, or raise the timeout.",
                                 secs(waited),
                                 if kind == CloseKind::Rst {
                                     "reset"

@@ -85,43 +85,43 @@ pub struct KnownTimeout {
 pub const IDLE_TIMEOUTS: &[KnownTimeout] = &[
     KnownTimeout {
         seconds: 2.0,
-        what: "gunicorn keepalive default (2 s)",
+        what: "the gunicorn keepalive default (2 s)",
     },
     KnownTimeout {
         seconds: 5.0,
-        what: "Node.js keepAliveTimeout default (5 s), also uvicorn timeout_keep_alive and Apache KeepAliveTimeout",
+        what: "the Node.js keepAliveTimeout default (5 s), also uvicorn timeout_keep_alive and Apache KeepAliveTimeout",
     },
     KnownTimeout {
         seconds: 6.0,
-        what: "Node.js keepAliveTimeout default plus its 1 s buffer (Node 22.19+/24.6+)",
+        what: "the Node.js keepAliveTimeout default plus its 1 s buffer (Node 22.19+/24.6+)",
     },
     KnownTimeout {
         seconds: 20.0,
-        what: "Puma persistent_timeout before 7.0 (20 s), Tomcat's shipped connectionTimeout",
+        what: "the Puma persistent_timeout before 7.0 (20 s), Tomcat's shipped connectionTimeout",
     },
     KnownTimeout {
         seconds: 60.0,
-        what: "AWS ALB idle timeout (60 s), nginx proxy_read_timeout/keepalive_timeout in upstreams (60 s)",
+        what: "the AWS ALB idle timeout (60 s), nginx proxy_read_timeout/keepalive_timeout in upstreams (60 s)",
     },
     KnownTimeout {
         seconds: 65.0,
-        what: "Puma 7 persistent_timeout and Debian's nginx keepalive_timeout (65 s)",
+        what: "the Puma 7 persistent_timeout and Debian's nginx keepalive_timeout (65 s)",
     },
     KnownTimeout {
         seconds: 75.0,
-        what: "nginx keepalive_timeout default (75 s)",
+        what: "the nginx keepalive_timeout default (75 s)",
     },
     KnownTimeout {
         seconds: 90.0,
-        what: "Go http.Transport IdleConnTimeout (90 s)",
+        what: "the Go http.Transport IdleConnTimeout (90 s)",
     },
     KnownTimeout {
         seconds: 350.0,
-        what: "AWS NLB / NAT gateway idle timeout (350 s)",
+        what: "the AWS NLB / NAT gateway idle timeout (350 s)",
     },
     KnownTimeout {
         seconds: 600.0,
-        what: "GCP load balancer backend keepalive (600 s)",
+        what: "the GCP load balancer backend keepalive (600 s)",
     },
 ];
 
@@ -129,23 +129,23 @@ pub const IDLE_TIMEOUTS: &[KnownTimeout] = &[
 pub const RESPONSE_TIMEOUTS: &[KnownTimeout] = &[
     KnownTimeout {
         seconds: 15.0,
-        what: "Envoy route timeout default (15 s)",
+        what: "the Envoy route timeout default (15 s)",
     },
     KnownTimeout {
         seconds: 30.0,
-        what: "GCP backend service timeout (30 s), common HAProxy timeout server",
+        what: "the GCP backend service timeout (30 s), common HAProxy timeout server",
     },
     KnownTimeout {
         seconds: 50.0,
-        what: "HAProxy sample configs' timeout server (50 s)",
+        what: "the HAProxy sample configs' timeout server (50 s)",
     },
     KnownTimeout {
         seconds: 60.0,
-        what: "nginx proxy_read_timeout (60 s), AWS ALB idle timeout (60 s)",
+        what: "the nginx proxy_read_timeout (60 s), AWS ALB idle timeout (60 s)",
     },
     KnownTimeout {
         seconds: 120.0,
-        what: "Node.js server.timeout before v13 (120 s)",
+        what: "the Node.js server.timeout before v13 (120 s)",
     },
 ];
 
@@ -153,19 +153,19 @@ pub const RESPONSE_TIMEOUTS: &[KnownTimeout] = &[
 pub const CONNECT_TIMEOUTS: &[KnownTimeout] = &[
     KnownTimeout {
         seconds: 5.0,
-        what: "Envoy cluster connect_timeout default (5 s)",
+        what: "the Envoy cluster connect_timeout default (5 s)",
     },
     KnownTimeout {
         seconds: 10.0,
-        what: "Istio connect timeout / AWS ALB target connect timeout (10 s)",
+        what: "the Istio connect timeout / AWS ALB target connect timeout (10 s)",
     },
     KnownTimeout {
         seconds: 60.0,
-        what: "nginx proxy_connect_timeout default (60 s)",
+        what: "the nginx proxy_connect_timeout default (60 s)",
     },
     KnownTimeout {
         seconds: 127.0,
-        what: "Linux giving up after tcp_syn_retries=6 (about 127 s)",
+        what: "the Linux giving up after tcp_syn_retries=6 (about 127 s)",
     },
 ];
 

@@ -59,6 +59,9 @@ pub struct Findings {
     pub kept: Vec<Judged>,
     /// Representative explanation per (class, server): the first one seen.
     examples: BTreeMap<(Class, Endpoint), String>,
+    /// Failing connections per second of capture time (bounded by the capture's span in
+    /// seconds), for the timeline.
+    failures_per_second: BTreeMap<i64, u64>,
 }
 
 impl Findings {
@@ -95,6 +98,10 @@ impl Findings {
         }
         if v.class.is_failure() {
             self.failing += 1;
+            *self
+                .failures_per_second
+                .entry(j.start_ns.div_euclid(1_000_000_000))
+                .or_default() += 1;
             self.examples
                 .entry((v.class, j.server))
                 .or_insert_with(|| v.explanation.clone());
@@ -131,6 +138,9 @@ impl Findings {
         }
         for (k, v) in other.examples {
             self.examples.entry(k).or_insert(v);
+        }
+        for (k, v) in other.failures_per_second {
+            *self.failures_per_second.entry(k).or_default() += v;
         }
         self.kept.extend(other.kept);
     }
@@ -186,6 +196,7 @@ impl Findings {
                 time_of_day(n.last_ns)
             )?;
         }
+        self.write_timeline(out)?;
         if !self.server_errors.is_empty() {
             writeln!(
                 out,
@@ -208,12 +219,46 @@ impl Findings {
                     t.len()
                 )?;
                 match self.matches.get(server) {
-                    Some(m) => writeln!(out, ": matches the {m}")?,
+                    Some(m) => writeln!(out, ": matches {m}")?,
                     None => writeln!(out)?,
                 }
             }
         }
         writeln!(out)
+    }
+}
+
+impl Findings {
+    /// Failures over capture time: at most 12 rows, each a span of whole seconds.
+    fn write_timeline(&self, out: &mut dyn Write) -> io::Result<()> {
+        let (Some((&first, _)), Some((&last, _))) = (
+            self.failures_per_second.first_key_value(),
+            self.failures_per_second.last_key_value(),
+        ) else {
+            return Ok(());
+        };
+        let span = last - first + 1;
+        let step = (span + 11) / 12;
+        let max = self
+            .failures_per_second
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        writeln!(out, "\nFailures over capture time ({step} s per row):")?;
+        let mut t = first;
+        while t <= last {
+            let n: u64 = self
+                .failures_per_second
+                .range(t..t + step)
+                .map(|(_, n)| n)
+                .sum();
+            let bar = "#".repeat(((n * 40).div_ceil(max * step as u64)) as usize);
+            writeln!(out, "  {}  {n:>6}  {bar}", time_of_day(t * 1_000_000_000))?;
+            t += step;
+        }
+        Ok(())
     }
 }
 
@@ -241,20 +286,23 @@ fn close_name(c: CloseKind) -> &'static str {
 /// One connection, for people.
 pub fn write_connection(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
     let v = &j.verdict;
+    let closed = match v.closed_by {
+        Some(side) => format!(
+            "closed first by the {} ({})",
+            side_name(Some(side)),
+            close_name(v.close).to_uppercase()
+        ),
+        None => "no FIN or RST".to_string(),
+    };
     writeln!(
         out,
-        "{}  {} -> {}  {} ({:?}, {}), closed by {} {}",
+        "{}  {} -> {}  {} ({}, {}), {closed}",
         time_of_day(j.start_ns),
         j.client,
         j.server,
         v.class.id(),
-        v.confidence,
-        serde_json::to_value(v.phase)
-            .ok()
-            .and_then(|p| p.as_str().map(String::from))
-            .unwrap_or_default(),
-        side_name(v.closed_by),
-        close_name(v.close).to_uppercase()
+        v.confidence.id(),
+        v.phase.id(),
     )?;
     writeln!(out, "    {}", v.explanation)?;
     if v.rst_from_middlebox {
