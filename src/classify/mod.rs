@@ -223,6 +223,9 @@ pub struct Verdict {
     pub requests: Vec<RequestOutcome>,
     /// 5xx statuses in responses on this connection (the symptom, not the class).
     pub server_errors: Vec<u16>,
+    /// The longest idle time after which the client reused this connection for a new
+    /// request (HTTP/1), in milliseconds: what the server's idle timeout must exceed.
+    pub longest_reuse_idle_ms: Option<f64>,
     /// The known default an observed timeout or idle time matches.
     pub timeout_match: Option<String>,
     pub explanation: String,
@@ -381,6 +384,7 @@ pub fn classify(rec: &ConnectionRecord<Detector>) -> Verdict {
         h2,
         requests,
         server_errors,
+        longest_reuse_idle_ms: longest_reuse_idle(f.det.exchanges()),
         timeout_match: d.timeout_match,
         explanation: d.explanation,
         proxies,
@@ -533,6 +537,15 @@ fn request_outcomes(f: &Facts<'_>) -> Vec<RequestOutcome> {
         });
     }
     out
+}
+
+fn longest_reuse_idle(exchanges: &[Exchange]) -> Option<f64> {
+    exchanges
+        .windows(2)
+        .filter_map(|w| Some(w[1].request_ns? - w[0].response_end_ns?))
+        .filter(|idle| *idle > 0)
+        .max()
+        .map(ms)
 }
 
 fn exchange_outcome(x: &Exchange) -> &'static str {

@@ -55,6 +55,9 @@ pub struct Findings {
     /// Observed idle times before a server's close or a race, seconds, per server.
     idle_closes: BTreeMap<Endpoint, Vec<f64>>,
     matches: BTreeMap<Endpoint, String>,
+    /// The longest idle time after which clients reused a connection to each server, seconds.
+    reuse_idle: BTreeMap<Endpoint, f64>,
+    races: BTreeMap<Endpoint, u64>,
     /// Failing connections kept for the listing, in order.
     pub kept: Vec<Judged>,
     /// Representative explanation per (class, server): the first one seen.
@@ -79,6 +82,17 @@ impl Findings {
         e.count += 1;
         e.first_ns = e.first_ns.min(j.start_ns);
         e.last_ns = e.last_ns.max(j.start_ns);
+        if let Some(ms) = v.longest_reuse_idle_ms {
+            let e = self.reuse_idle.entry(j.server).or_insert(0.0);
+            *e = e.max(ms / 1000.0);
+        }
+        if v.class == Class::KeepaliveRace {
+            *self.races.entry(j.server).or_default() += 1;
+            if let Some(ms) = v.timings.idle_before_request_ms {
+                let e = self.reuse_idle.entry(j.server).or_insert(0.0);
+                *e = e.max(ms / 1000.0);
+            }
+        }
         for s in &v.server_errors {
             *self.server_errors.entry((j.server, *s)).or_default() += 1;
         }
@@ -135,6 +149,13 @@ impl Findings {
         }
         for (k, v) in other.matches {
             self.matches.entry(k).or_insert(v);
+        }
+        for (k, v) in other.reuse_idle {
+            let e = self.reuse_idle.entry(k).or_insert(0.0);
+            *e = e.max(v);
+        }
+        for (k, v) in other.races {
+            *self.races.entry(k).or_default() += v;
         }
         for (k, v) in other.examples {
             self.examples.entry(k).or_insert(v);
@@ -221,6 +242,19 @@ impl Findings {
                 match self.matches.get(server) {
                     Some(m) => writeln!(out, ": matches {m}")?,
                     None => writeln!(out)?,
+                }
+                // The root cause of keep-alive races, and the alignment that fixes it,
+                // computed from this capture.
+                let reuse = self.reuse_idle.get(server).copied().unwrap_or(0.0);
+                let races = self.races.get(server).copied().unwrap_or(0);
+                if races > 0 || reuse >= median {
+                    writeln!(
+                        out,
+                        "    clients reused connections to it after up to {reuse:.1} s idle ({races} keep-alive race{}): the server's idle timeout is shorter than the clients'. Set the client or proxy pool idle timeout below {:.1} s, or the server's keep-alive timeout above {:.0} s.",
+                        if races == 1 { "" } else { "s" },
+                        (median - 0.5).max(0.1),
+                        reuse.ceil() + 1.0
+                    )?;
                 }
             }
         }
