@@ -64,6 +64,21 @@ pub fn analyze<H: StreamHandler + 'static>(
     }
 }
 
+/// Reads `input` through the capture and decode stages only, and counts what it holds.
+pub fn count(input: &Input) -> InputStats {
+    let mut counter = Counter::new(&input.display);
+    match CaptureReader::open(&input.source) {
+        Ok(mut reader) => {
+            read_loop(&mut reader, &mut counter, |_| {});
+            counter.finish(Some(&reader))
+        }
+        Err(e) => {
+            counter.fault(&e, true);
+            counter.finish(None)
+        }
+    }
+}
+
 /// What the read loop hands on.
 enum Feed<'a> {
     /// A TCP segment with its 1-based frame number.

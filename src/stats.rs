@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::capture::{CaptureReader, Compression, Input, LinkType};
-use crate::decode::{Decoded, Decoder, IpVersion, TcpPacket};
+use crate::decode::{Decoded, IpVersion, TcpPacket};
 use crate::error::CaptureError;
 use crate::timefmt::rfc3339_ns;
 
@@ -240,35 +240,7 @@ impl Counter {
 
 /// Reads one input to its end (or its first fatal fault) and counts what it holds.
 pub fn collect(input: &Input) -> InputStats {
-    let mut counter = Counter::new(&input.display);
-    let mut reader = match CaptureReader::open(&input.source) {
-        Ok(r) => r,
-        Err(e) => {
-            counter.fault(&e, true);
-            return counter.finish(None);
-        }
-    };
-    let mut decoder = Decoder::new();
-    loop {
-        match reader.next_frame() {
-            Ok(Some(frame)) => {
-                let decoded = decoder.decode(&frame);
-                counter.add(
-                    frame.ts_ns,
-                    frame.link_type,
-                    frame.data.len(),
-                    frame.orig_len,
-                    &decoded,
-                );
-            }
-            Ok(None) => break,
-            Err(e) => {
-                counter.fault(&e, true);
-                break;
-            }
-        }
-    }
-    counter.finish(Some(&reader))
+    crate::pipeline::count(input)
 }
 
 /// Writes the human-readable report of one input.

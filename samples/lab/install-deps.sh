@@ -3,9 +3,12 @@
 # Idempotent: does nothing (no apt-get update) when everything is already there.
 set -euo pipefail
 
-# nghttp2-client and openssl: samples/lab/record.sh (scenarios). record.sh also needs
-# Node.js >= 20 (`node`), which is not installed from here: Debian 12's nodejs is 18.
-PKGS=(tcpdump tshark curl python3 zstd gzip iproute2 ethtool iputils-ping util-linux iptables nghttp2-client openssl coreutils)
+# nghttp2-client, h2o (the h2c upgrade scenario: nghttpd does not accept
+# "Upgrade: h2c") and openssl: samples/lab/record.sh (scenarios). record.sh also needs
+# Node.js (`node`): when none is installed, Debian's nodejs package is. The samples were
+# recorded with Node 20.20; Debian 12's nodejs is Node 18, whose idle keep-alive close
+# comes without the 1 s buffer Node 20 adds, so re-recorded idle times differ by 1 s.
+PKGS=(tcpdump tshark curl python3 zstd gzip iproute2 ethtool iputils-ping util-linux iptables nghttp2-client h2o openssl coreutils)
 # nginx-light is the small nginx build; plain nginx is accepted too.
 NGINX_PKGS=(nginx-light nginx)
 
@@ -20,6 +23,7 @@ have_nginx=0
 for p in "${NGINX_PKGS[@]}"; do installed "$p" && have_nginx=1; done
 command -v nginx >/dev/null 2>&1 && have_nginx=1
 [ "$have_nginx" -eq 1 ] || missing+=(nginx-light)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all packages already installed"

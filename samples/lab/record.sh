@@ -30,6 +30,7 @@ ALL_SCENARIOS=(
     healthy-h1-keepalive healthy-h2c healthy-tls-h2 healthy-tls-h1 healthy-large-download
     syn-blackhole h2-preface-to-http1 http1-to-h2-only alpn-mismatch
     cert-rejected-tls12 cert-rejected-tls13 response-timeout variants
+    healthy-h2c-upgrade healthy-h1-chunked
 )
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${ALL_SCENARIOS[@]}"; exit 0; fi
 
@@ -45,7 +46,7 @@ fi
 log() { echo "record: $*" >&2; }
 die() { echo "record: ERROR: $*" >&2; exit 1; }
 
-for t in tcpdump dumpcap tshark capinfos nginx curl node nghttp openssl python3 ip ethtool iptables gzip; do
+for t in tcpdump dumpcap tshark capinfos nginx curl node nghttp h2o openssl python3 ip ethtool iptables gzip; do
     command -v "$t" >/dev/null || die "$t not found: run samples/lab/install-deps.sh"
 done
 
@@ -527,6 +528,51 @@ s_healthy_large() {
     SIZE_LIMIT=600000 record healthy-large-download 3 none t '8080=ok@client/fin'
 }
 
+# HTTP/1.1 "Upgrade: h2c" (RFC 7540 §3.2): curl --http2 on http:// URLs asks for it;
+# h2o answers 101 and HTTP/2 follows (the response to the upgrading request is stream
+# 1); the second URL reuses the connection as HTTP/2 stream 3. nghttpd cannot be used:
+# nghttpd 1.52 answers an upgrade request with a bare SETTINGS frame (prior knowledge
+# only), and curl fails with "Received HTTP/0.9". h2o prints nothing when ready: poll it
+# (before the capture starts).
+s_healthy_h2c_upgrade() {
+    cat >"$WORK/h2o.conf" <<EOC
+user: root
+error-log: $WORK/logs/h2o-error.log
+access-log: $WORK/logs/h2o-access.log
+listen:
+  host: 127.0.0.1
+  port: 9009
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $WWW
+EOC
+    h2o -c "$WORK/h2o.conf" >"$WORK/h2o.out" 2>&1 &
+    local p=$!
+    PIDS_TO_STOP+=("$p")
+    local i
+    for i in $(seq 1 50); do
+        curl -s -o /dev/null --max-time 2 http://127.0.0.1:9009/small.txt && break
+        kill -0 "$p" 2>/dev/null || die "h2o did not start: $(tail -5 "$WORK/h2o.out")"
+        [ "$i" -lt 50 ] || die "h2o did not come up"
+        sleep 0.1
+    done
+    t() { run_client curl curl -sS -v --max-time 5 --http2 -o /dev/null -o /dev/null http://127.0.0.1:9009/small.txt http://127.0.0.1:9009/1k.txt; }
+    record healthy-h2c-upgrade 3 none t '9009=ok@client/fin'
+    peer_stop "$p"
+}
+
+# A complete chunked response, twice on one keep-alive connection (Node http server,
+# three res.write()s 20 ms apart then res.end()).
+s_healthy_h1_chunked() {
+    peer_start chunked chunked-server 9112 3
+    local p=$PEER_PID
+    t() { run_client curl curl -sS --max-time 5 -o /dev/null -o /dev/null http://127.0.0.1:9112/a http://127.0.0.1:9112/b; }
+    record healthy-h1-chunked 3 none t '9112=ok@client/fin'
+    peer_stop "$p"
+}
+
 # Capture-format variants of upstream-fin-after-request: one run recorded at once by
 # four tcpdumps and a dumpcap (pcap as the reference, pcapng from dumpcap, nanosecond
 # pcap, snaplen 96, -i any as LINUX_SLL2), a gzip copy of the reference, and a second run over ::1.
@@ -594,6 +640,7 @@ declare -A FN=(
     [h2-rst-stream]=s_h2_rst_stream [healthy-h1-keepalive]=s_healthy_h1 [healthy-h2c]=s_healthy_h2c
     [healthy-tls-h2]=s_healthy_tls_h2 [healthy-tls-h1]=s_healthy_tls_h1
     [healthy-large-download]=s_healthy_large [variants]=s_variants
+    [healthy-h2c-upgrade]=s_healthy_h2c_upgrade [healthy-h1-chunked]=s_healthy_h1_chunked
 )
 for s in "${SCENARIOS[@]}"; do
     log "=== $s"

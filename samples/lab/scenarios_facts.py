@@ -25,7 +25,9 @@ DECODE = {
     8443: "tls", 8444: "tls", 9443: "tls", 9444: "tls", 9445: "tls", 9446: "tls",
     8080: "http", 8081: "http",
     9101: "http", 9102: "http", 9103: "http", 9104: "http", 9105: "http", 9106: "http",
-    9110: "http", 9111: "http",
+    9110: "http", 9111: "http", 9112: "http",
+    # h2c upgrade: tshark's HTTP dissector follows "101 Switching Protocols" into HTTP/2
+    9009: "http",
     9002: "http2", 9005: "http2", 9006: "http2", 9007: "http2", 9008: "http2",
 }
 FIELDS = ["frame.number", "frame.time_relative", "tcp.stream", "ip.src", "ipv6.src", "tcp.srcport",

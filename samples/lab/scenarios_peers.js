@@ -129,6 +129,28 @@ const modes = {
     });
     listening(s, Number(port));
   },
+  // Node http server answering with a complete chunked body: no Content-Length, so
+  // Node uses Transfer-Encoding: chunked; N res.write()s 20 ms apart (each its own
+  // chunk, and its own segment), then res.end() (the last chunk "0\r\n\r\n")
+  'chunked-server'(port, chunks = '3') {
+    const s = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        log('request', req.method, req.url, '-> chunked,', chunks, 'chunks');
+        res.setHeader('Content-Type', 'text/plain');
+        let i = 0;
+        const next = () => {
+          if (res.destroyed) return;
+          if (i === Number(chunks)) { res.end(); return; }
+          i += 1;
+          res.write(`chunk ${i} of ${chunks}: ${BODY}`);
+          setTimeout(next, 20);
+        };
+        next();
+      });
+    });
+    listening(s, Number(port));
+  },
   // Node http server that answers after DELAY ms
   'slow-server'(port, delayMs = '5000') {
     const s = http.createServer((req, res) => {

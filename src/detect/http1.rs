@@ -119,7 +119,13 @@ pub struct Http1 {
     /// Methods of requests not yet answered, for HEAD and CONNECT.
     pending_methods: std::collections::VecDeque<String>,
     upgrade_h2c_requested: bool,
+    /// Client bytes of the HTTP/2 preface held while it was incomplete, for the HTTP/2
+    /// parser that takes over.
+    held_preface: Vec<u8>,
 }
+
+/// The first line of the HTTP/2 preface (RFC 9113 §3.4).
+const PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
 
 impl Default for Http1 {
     fn default() -> Self {
@@ -131,6 +137,7 @@ impl Default for Http1 {
             next_response: 0,
             pending_methods: std::collections::VecDeque::new(),
             upgrade_h2c_requested: false,
+            held_preface: Vec::new(),
         }
     }
 }
@@ -181,6 +188,12 @@ impl Http1 {
         self.client.state == State::Head && self.client.head.is_empty()
     }
 
+    /// The preface bytes held before the client switched to HTTP/2; they come before the
+    /// rest of the chunk that completed the switch.
+    pub fn take_held_preface(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held_preface)
+    }
+
     /// Feeds client bytes. Returns what the caller must switch to (the HTTP/2 preface after
     /// an h2c upgrade request) and how many bytes this parser consumed before it.
     pub fn feed_client(
@@ -193,14 +206,7 @@ impl Http1 {
         while !bytes.is_empty() {
             match self.client.state {
                 State::Stopped => return (Switch::None, total),
-                State::Switched => {
-                    let switch = if bytes.starts_with(b"PRI * HTTP/2.0") {
-                        Switch::H2c
-                    } else {
-                        Switch::None
-                    };
-                    return (switch, total - bytes.len());
-                }
+                State::Switched => return (Switch::None, total - bytes.len()),
                 State::Body(b) => {
                     let (used, done) = consume_body(&mut self.client, b, bytes);
                     bytes = &bytes[used..];
@@ -215,9 +221,24 @@ impl Http1 {
                     }
                 }
                 State::Head => {
-                    if self.client.head.is_empty() && bytes.starts_with(b"PRI * HTTP/2.0") {
-                        self.client.state = State::Switched;
-                        return (Switch::H2c, total - bytes.len());
+                    // The HTTP/2 preface at a message boundary (after an h2c upgrade), even
+                    // when a segment boundary cuts it: hold a partial match until it is
+                    // complete or no longer matches.
+                    let head = &self.client.head;
+                    if head.len() < PREFACE_LINE.len() && PREFACE_LINE.starts_with(head) {
+                        let take = (PREFACE_LINE.len() - head.len()).min(bytes.len());
+                        let mut candidate = head.clone();
+                        candidate.extend_from_slice(&bytes[..take]);
+                        if PREFACE_LINE.starts_with(&candidate) {
+                            if candidate.len() == PREFACE_LINE.len() {
+                                self.client.state = State::Switched;
+                                self.held_preface = std::mem::take(&mut self.client.head);
+                                return (Switch::H2c, total - bytes.len());
+                            }
+                            self.client.head = candidate;
+                            bytes = &bytes[take..];
+                            continue;
+                        }
                     }
                     let used = self.take_head(ts_ns, bytes, true, out);
                     bytes = &bytes[used..];

@@ -26,6 +26,7 @@ pub use http1::{Exchange, Framing};
 pub use http2::H2Counters;
 pub use tls::TlsCounters;
 
+use crate::flow::connection::HTTP_METHODS;
 use crate::flow::{Chunk, Side, StreamHandler};
 use http1::{Http1, Switch};
 use http2::{DEFAULT_MAX_FRAME_SIZE, H2Direction, PREFACE};
@@ -108,17 +109,7 @@ fn idx(side: Side) -> usize {
 
 /// What the first bytes of a side say it speaks; None while more bytes could change that.
 fn recognise(side: Side, b: &[u8], peer: Protocol) -> Option<Protocol> {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"HEAD ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
+    const METHODS: [&[u8]; 9] = HTTP_METHODS;
     let prefix_of = |full: &[u8]| b.len() < full.len() && full.starts_with(b);
     match side {
         Side::Client => {
@@ -322,9 +313,18 @@ impl Detector {
             }
         }
         if let Some(used) = switch_to_h2 {
-            // h2c: after the 101 (server) or at the preface (client), HTTP/2 frames follow.
+            // h2c: after the 101 (server) or at the preface (client), HTTP/2 frames follow,
+            // starting with any preface bytes the HTTP/1 parser held from earlier chunks.
+            let held = self
+                .http1
+                .as_mut()
+                .map(|h| h.take_held_preface())
+                .unwrap_or_default();
             self.protocol[i] = Protocol::H2;
             self.parsers[i] = Parser::H2(Box::new(H2Direction::new(from == Side::Client)));
+            if !held.is_empty() {
+                self.feed(from, ts, &held);
+            }
             if let Some(rest) = bytes.get(used..)
                 && !rest.is_empty()
             {

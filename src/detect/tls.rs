@@ -321,3 +321,392 @@ fn hello_event(msg: &[u8], from_client: bool) -> Option<ProtoKind> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Malformed and awkwardly cut input for the record walker. Records and hellos are built
+    //! byte by byte here (RFC 8446 §4.1.2, §5.1), independently of tls-parser.
+
+    use super::*;
+
+    /// The events of feeding `chunks` in order to one direction.
+    fn feed_all(t: &mut TlsDirection, chunks: &[&[u8]]) -> Vec<ProtoKind> {
+        let mut out = Vec::new();
+        for c in chunks {
+            t.feed(0, c, &mut out);
+        }
+        out.into_iter().map(|(_, k)| k).collect()
+    }
+
+    fn record(content_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![content_type, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    /// `payload` as records of type `content_type` carrying at most `fragment` bytes each.
+    fn records(content_type: u8, payload: &[u8], fragment: usize) -> Vec<u8> {
+        payload
+            .chunks(fragment)
+            .flat_map(|f| record(content_type, f))
+            .collect()
+    }
+
+    fn with_len16(body: &[u8]) -> Vec<u8> {
+        let mut v = (body.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn extension(ty: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = ty.to_be_bytes().to_vec();
+        v.extend(with_len16(data));
+        v
+    }
+
+    /// A ClientHello handshake message (type, 24-bit length, body) with SNI, ALPN and
+    /// supported_versions, and `padding` more bytes in a padding extension (RFC 7685).
+    fn client_hello(alpn: &[&str], sni: &str, padding: usize) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[0x5a; 32]); // random
+        body.push(0); // session id
+        body.extend(with_len16(&[0x13, 0x01, 0x13, 0x02])); // two cipher suites
+        body.extend_from_slice(&[1, 0]); // null compression
+        let mut sni_list = vec![0];
+        sni_list.extend(with_len16(sni.as_bytes()));
+        let mut alpn_list = Vec::new();
+        for p in alpn {
+            alpn_list.push(p.len() as u8);
+            alpn_list.extend_from_slice(p.as_bytes());
+        }
+        let mut exts = extension(0x0000, &with_len16(&sni_list));
+        exts.extend(extension(0x0010, &with_len16(&alpn_list)));
+        exts.extend(extension(0x002b, &[4, 0x03, 0x04, 0x03, 0x03]));
+        exts.extend(extension(0x0015, &vec![0; padding]));
+        body.extend(with_len16(&exts));
+        let mut msg = vec![1];
+        msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        msg.extend(body);
+        msg
+    }
+
+    fn expected_hello() -> ProtoKind {
+        ProtoKind::TlsClientHello {
+            legacy_version: 0x0303,
+            versions: vec![0x0304, 0x0303],
+            sni: Some("example.com".into()),
+            alpn: vec!["h2".into(), "http/1.1".into()],
+            cipher_suites: 2,
+            extensions: 4,
+        }
+    }
+
+    fn unrecognized(events: &[ProtoKind]) -> usize {
+        events
+            .iter()
+            .filter(|k| matches!(k, ProtoKind::Unrecognized { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_record_length_past_the_maximum_is_unrecognized_once_then_stops() {
+        // 18433: one byte more than 2^14 + 2048 (RFC 5246 §6.2.3).
+        let mut t = TlsDirection::new(true);
+        let mut bytes = vec![CONTENT_HANDSHAKE, 3, 1, 0x48, 0x01];
+        bytes.extend_from_slice(&[0; 100]);
+        let events = feed_all(&mut t, &[&bytes, &record(CONTENT_HANDSHAKE, &[1, 2, 3])]);
+        assert_eq!(
+            events,
+            [ProtoKind::Unrecognized {
+                first_bytes: "\\x16\\x03\\x01H\\x01".into()
+            }]
+        );
+        assert!(t.stopped());
+        assert_eq!(t.counters.records, 0);
+        assert!(t.body.is_empty());
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_maximum_length_is_accepted() {
+        let mut t = TlsDirection::new(false);
+        let body = vec![0xab; MAX_RECORD_BODY];
+        let events = feed_all(&mut t, &[&record(CONTENT_APPLICATION_DATA, &body)]);
+        assert_eq!(events, [ProtoKind::TlsFirstApplicationData]);
+        assert_eq!(t.counters.application_data_bytes, MAX_RECORD_BODY as u64);
+        assert!(!t.stopped());
+    }
+
+    #[test]
+    fn a_record_longer_than_the_stream_reports_nothing() {
+        // A handshake record announcing 1000 bytes of which 10 come, then the stream ends:
+        // nothing is complete, so nothing is reported, and only those 10 bytes are held.
+        let mut t = TlsDirection::new(true);
+        let mut bytes = vec![CONTENT_HANDSHAKE, 3, 1, 0x03, 0xe8];
+        bytes.extend_from_slice(&client_hello(&["h2"], "example.com", 0)[..10]);
+        let events = feed_all(&mut t, &[&bytes]);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(t.counters.records, 0);
+        assert_eq!(t.body.len(), 10);
+        assert_eq!(t.body_left, 990);
+        // The capture then loses bytes: the walker stops instead of guessing a boundary.
+        t.gap();
+        let events = feed_all(&mut t, &[&record(CONTENT_ALERT, &[2, 40])]);
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_handshake_length_claiming_16_mb_is_given_up_at_the_buffer_cap() {
+        // ClientHello header claiming 0xffffff bytes, then full records of filler: the
+        // message is never complete; at 64 KiB the walker gives up on the hello, frees the
+        // buffer, and only counts the records after.
+        let mut t = TlsDirection::new(true);
+        let mut first = vec![1, 0xff, 0xff, 0xff];
+        first.resize(MAX_RECORD_BODY, 0x41);
+        let filler = vec![0x41; MAX_RECORD_BODY];
+        let mut out = Vec::new();
+        t.feed(0, &record(CONTENT_HANDSHAKE, &first), &mut out);
+        for _ in 0..10 {
+            assert!(t.handshake.len() <= MAX_HANDSHAKE_BUFFER);
+            t.feed(0, &record(CONTENT_HANDSHAKE, &filler), &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        assert!(t.hello_done);
+        assert_eq!(t.handshake.capacity(), 0);
+        assert_eq!(t.counters.records, 11);
+        // A real ClientHello after that is not looked for any more.
+        t.feed(
+            0,
+            &record(CONTENT_HANDSHAKE, &client_hello(&["h2"], "x", 0)),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!t.stopped());
+    }
+
+    #[test]
+    fn a_client_hello_split_across_records_and_chunks_is_parsed() {
+        let hello = client_hello(&["h2", "http/1.1"], "example.com", 300);
+        assert!(hello.len() > 380);
+        for fragment in [1, 2, 3, 4, 5, 7, 64, 100, 255, hello.len() - 1, hello.len()] {
+            let stream = records(CONTENT_HANDSHAKE, &hello, fragment);
+            for chunk in [1, 2, 3, 5, 6, 13, 512, stream.len()] {
+                let mut t = TlsDirection::new(true);
+                let pieces: Vec<&[u8]> = stream.chunks(chunk).collect();
+                let events = feed_all(&mut t, &pieces);
+                assert_eq!(
+                    events,
+                    [expected_hello()],
+                    "records of {fragment} bytes, chunks of {chunk}"
+                );
+                assert_eq!(t.counters.records as usize, hello.len().div_ceil(fragment));
+                assert!(t.handshake.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_hello_after_another_handshake_message_in_the_same_record_is_parsed() {
+        // A HelloRequest (type 0, empty) before the hello, both cut over two records.
+        let mut payload = vec![0, 0, 0, 0];
+        payload.extend(client_hello(&["h2", "http/1.1"], "example.com", 0));
+        let stream = records(CONTENT_HANDSHAKE, &payload, 50);
+        let mut t = TlsDirection::new(true);
+        assert_eq!(feed_all(&mut t, &[&stream]), [expected_hello()]);
+    }
+
+    #[test]
+    fn an_alert_after_change_cipher_spec_is_reported_encrypted() {
+        let mut t = TlsDirection::new(false);
+        // Plaintext alert first (level 2, handshake_failure), then CCS, then an alert record
+        // of 26 bytes: AEAD-protected, its content unreadable.
+        let mut stream = record(CONTENT_ALERT, &[2, 40]);
+        stream.extend(record(CONTENT_CHANGE_CIPHER_SPEC, &[1]));
+        stream.extend(record(CONTENT_ALERT, &[0x77; 26]));
+        // A 2-byte alert record after the CCS is encrypted too, whatever its bytes say.
+        stream.extend(record(CONTENT_ALERT, &[2, 48]));
+        let events = feed_all(&mut t, &[&stream]);
+        assert_eq!(
+            events,
+            [
+                ProtoKind::TlsAlert {
+                    level: Some(2),
+                    description: Some(40),
+                    encrypted: false,
+                    record_len: 2
+                },
+                ProtoKind::TlsChangeCipherSpec,
+                ProtoKind::TlsAlert {
+                    level: None,
+                    description: None,
+                    encrypted: true,
+                    record_len: 26
+                },
+                ProtoKind::TlsAlert {
+                    level: None,
+                    description: None,
+                    encrypted: true,
+                    record_len: 2
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn non_tls_bytes_after_a_valid_record_are_unrecognized_once_then_the_walker_stops() {
+        let mut t = TlsDirection::new(false);
+        let mut stream = record(CONTENT_ALERT, &[2, 70]);
+        stream.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        let events = feed_all(
+            &mut t,
+            &[&stream, b"more bytes", &record(CONTENT_ALERT, &[2, 0])],
+        );
+        assert_eq!(
+            events,
+            [
+                ProtoKind::TlsAlert {
+                    level: Some(2),
+                    description: Some(70),
+                    encrypted: false,
+                    record_len: 2
+                },
+                ProtoKind::Unrecognized {
+                    first_bytes: "HTTP/".into()
+                },
+            ]
+        );
+        assert!(t.stopped());
+        assert_eq!(t.counters.records, 1);
+    }
+
+    /// xorshift64 (Marsaglia 2003): fixed seed, same bytes on every run.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let hello = client_hello(&["h2", "http/1.1"], "example.com", 200);
+        let mut unrecognized_total = 0;
+        for round in 0..1000 {
+            // Half the rounds start with real records (valid framing, random bodies and
+            // lengths) so that the walker gets past the first header.
+            let mut stream = Vec::new();
+            if round % 2 == 0 {
+                for _ in 0..rng.below(8) {
+                    let ty = [20, 21, 22, 23, 24][rng.below(5)];
+                    let body: Vec<u8> = if ty == CONTENT_HANDSHAKE && rng.below(2) == 0 {
+                        let cut = rng.below(hello.len());
+                        hello[..cut].to_vec()
+                    } else {
+                        (0..rng.below(300)).map(|_| rng.next() as u8).collect()
+                    };
+                    stream.extend(record(ty, &body));
+                }
+            }
+            let tail = rng.below(4000);
+            stream.extend((0..tail).map(|_| rng.next() as u8));
+            // Flip a few bytes anywhere.
+            for _ in 0..rng.below(4) {
+                if !stream.is_empty() {
+                    let i = rng.below(stream.len());
+                    stream[i] = rng.next() as u8;
+                }
+            }
+            let mut t = TlsDirection::new(round % 3 != 0);
+            let mut out = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len().min(700));
+                t.feed(round, &rest[..n], &mut out);
+                rest = &rest[n..];
+                assert!(t.handshake.len() <= MAX_HANDSHAKE_BUFFER, "round {round}");
+                assert!(t.body.len() <= MAX_RECORD_BODY, "round {round}");
+            }
+            let kinds: Vec<ProtoKind> = out.into_iter().map(|(_, k)| k).collect();
+            let n = unrecognized(&kinds);
+            assert!(n <= 1, "round {round}: {kinds:?}");
+            if n == 1 {
+                assert!(t.stopped(), "round {round}");
+                assert!(matches!(kinds.last(), Some(ProtoKind::Unrecognized { .. })));
+            }
+            unrecognized_total += n;
+        }
+        // The rounds did reach both outcomes: some streams were rejected, some not.
+        assert!(
+            (1..1000).contains(&unrecognized_total),
+            "{unrecognized_total}"
+        );
+    }
+
+    #[test]
+    fn memory_stays_within_the_handshake_cap_plus_one_record() {
+        // Handshake records of every size up to the maximum, none completing a message (the
+        // first claims 16 MB): after every chunk, the bytes held (joined handshake bytes and
+        // the current record's body) stay within 64 KiB plus one record.
+        let mut rng = XorShift(42);
+        let mut stream = record(CONTENT_HANDSHAKE, &[1, 0xff, 0xff, 0xff]);
+        for i in 0..40 {
+            let len = if i % 4 == 0 {
+                MAX_RECORD_BODY
+            } else {
+                rng.below(MAX_RECORD_BODY)
+            };
+            stream.extend(record(CONTENT_HANDSHAKE, &vec![0x41; len]));
+        }
+        // Then 1 MB of application data: counted, never kept.
+        for _ in 0..64 {
+            stream.extend(record(CONTENT_APPLICATION_DATA, &vec![0x17; 1 << 14]));
+        }
+        let mut t = TlsDirection::new(true);
+        let mut out = Vec::new();
+        let mut peak = 0;
+        let mut peak_allocated = 0;
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let n = 1 + rng.below(rest.len().min(5000));
+            t.feed(0, &rest[..n], &mut out);
+            rest = &rest[n..];
+            let held = t.handshake.len() + t.body.len();
+            assert!(
+                held <= MAX_HANDSHAKE_BUFFER + MAX_RECORD_BODY,
+                "{held} bytes held"
+            );
+            peak = peak.max(t.handshake.len());
+            // What is allocated can be more than what is held: Vec grows by doubling, so
+            // the buffers' capacity stays below twice the cap.
+            let allocated = t.handshake.capacity() + t.body.capacity();
+            assert!(
+                allocated <= 2 * (MAX_HANDSHAKE_BUFFER + MAX_RECORD_BODY),
+                "{allocated} bytes allocated"
+            );
+            peak_allocated = peak_allocated.max(allocated);
+        }
+        // On this stream: 60,625 bytes held at most, 109,488 allocated.
+        assert!(
+            peak > MAX_HANDSHAKE_BUFFER / 2,
+            "the cap was approached: {peak}"
+        );
+        assert!(peak_allocated > peak);
+        assert!(
+            peak > MAX_HANDSHAKE_BUFFER / 2,
+            "the cap was approached: {peak}"
+        );
+        assert_eq!(t.counters.application_data_records, 64);
+        assert_eq!(
+            out.into_iter().map(|(_, k)| k).collect::<Vec<_>>(),
+            [ProtoKind::TlsFirstApplicationData]
+        );
+    }
+}

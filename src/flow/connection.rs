@@ -230,21 +230,23 @@ fn is_server_port(a: u16, b: u16) -> bool {
     }
 }
 
+/// The request methods whose request line can open an HTTP/1 connection.
+pub const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
 /// The first bytes a client sends: an HTTP/1 request line, the HTTP/2 preface, a TLS
 /// ClientHello.
 fn client_opening(b: &[u8]) -> bool {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"HEAD ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
-    METHODS.iter().any(|m| b.starts_with(m))
+    HTTP_METHODS.iter().any(|m| b.starts_with(m))
         || b.starts_with(b"PRI * HTTP/2.0")
         || (b.len() > 5 && b[0] == 0x16 && b[1] == 3 && b[5] == 1)
 }
@@ -412,21 +414,15 @@ impl<H: StreamHandler> Connection<H> {
             } = self;
             if let Some(stream) = halves[me].stream.as_mut() {
                 let mut sink = |c: Chunk<'_>| {
-                    if let Chunk::Gap {
-                        ts_ns,
-                        offset,
-                        len,
-                        cause,
-                    } = c
-                    {
-                        Self::push_event(
-                            events,
-                            events_dropped,
-                            cfg.max_events,
-                            (ts_ns, Some(from_lo), EventKind::Gap { offset, len, cause }),
-                        );
-                    }
-                    handler.chunk(side, &c);
+                    deliver(
+                        events,
+                        events_dropped,
+                        cfg.max_events,
+                        handler,
+                        from_lo,
+                        side,
+                        c,
+                    )
                 };
                 let kind = stream.segment(ts, seq, p.payload, p.payload_len, &mut sink);
                 match kind {
@@ -499,21 +495,15 @@ impl<H: StreamHandler> Connection<H> {
         } = self;
         if let Some(stream) = halves[stream_of].stream.as_mut() {
             let mut sink = |c: Chunk<'_>| {
-                if let Chunk::Gap {
-                    ts_ns,
-                    offset,
-                    len,
-                    cause,
-                } = c
-                {
-                    Self::push_event(
-                        events,
-                        events_dropped,
-                        cfg.max_events,
-                        (ts_ns, Some(from_lo), EventKind::Gap { offset, len, cause }),
-                    );
-                }
-                handler.chunk(side, &c);
+                deliver(
+                    events,
+                    events_dropped,
+                    cfg.max_events,
+                    handler,
+                    from_lo,
+                    side,
+                    c,
+                )
             };
             stream.ack(ts, ack, &mut sink);
         }
@@ -615,21 +605,15 @@ impl<H: StreamHandler> Connection<H> {
             } = &mut this;
             if let Some(stream) = halves[me].stream.as_mut() {
                 let mut sink = |c: Chunk<'_>| {
-                    if let Chunk::Gap {
-                        ts_ns,
-                        offset,
-                        len,
-                        cause,
-                    } = c
-                    {
-                        Self::push_event(
-                            events,
-                            events_dropped,
-                            cfg.max_events,
-                            (ts_ns, Some(from_lo), EventKind::Gap { offset, len, cause }),
-                        );
-                    }
-                    handler.chunk(side, &c);
+                    deliver(
+                        events,
+                        events_dropped,
+                        cfg.max_events,
+                        handler,
+                        from_lo,
+                        side,
+                        c,
+                    )
                 };
                 stream.finish(last, &mut sink);
             }
@@ -710,6 +694,33 @@ impl<H: StreamHandler> Connection<H> {
             handler: this.handler,
         }
     }
+}
+
+/// Hands a chunk of the stream `from_lo` sent to the handler; a gap also goes on the timeline.
+fn deliver<H: StreamHandler>(
+    events: &mut Vec<(i64, Option<bool>, EventKind)>,
+    dropped: &mut u32,
+    max_events: usize,
+    handler: &mut H,
+    from_lo: bool,
+    side: Side,
+    c: Chunk<'_>,
+) {
+    if let Chunk::Gap {
+        ts_ns,
+        offset,
+        len,
+        cause,
+    } = c
+    {
+        Connection::<H>::push_event(
+            events,
+            dropped,
+            max_events,
+            (ts_ns, Some(from_lo), EventKind::Gap { offset, len, cause }),
+        );
+    }
+    handler.chunk(side, &c);
 }
 
 fn half_record(h: Half) -> HalfRecord {
