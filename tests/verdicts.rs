@@ -213,13 +213,20 @@ fn format_and_engine_samples_have_their_expected_verdicts() {
         assert!(rows.len() > 10);
         let mut by_capture: std::collections::BTreeMap<String, Vec<&Expected>> = Default::default();
         for r in &rows {
-            by_capture.entry(r.get("capture").to_string()).or_default().push(r);
+            by_capture
+                .entry(r.get("capture").to_string())
+                .or_default()
+                .push(r);
         }
         for (capture, expected) in by_capture {
             let got = judged(&samples().join(dir).join(&capture));
             assert_eq!(got.len(), expected.len(), "{dir}/{capture}: connections");
             for (row, (rec, v)) in expected.iter().zip(&got) {
-                let what = format!("{dir}/{capture} {} -> {}", row.get("client"), row.get("server"));
+                let what = format!(
+                    "{dir}/{capture} {} -> {}",
+                    row.get("client"),
+                    row.get("server")
+                );
                 assert_eq!(rec.client.to_string(), row.get("client"), "{what}");
                 assert_eq!(v.class.id(), row.get("class"), "{what}: {}", v.explanation);
             }
