@@ -13,6 +13,7 @@ use rstscope::detect::Detector;
 use rstscope::flow::{ConnectionRecord, FlowConfig};
 use rstscope::pipeline::{InputSummary, analyze};
 use rstscope::report;
+use rstscope::report::explain::{self, FlowSelector};
 use rstscope::report::verdicts::{self, Findings, Judged};
 use rstscope::stats::{self, InputStats};
 
@@ -49,6 +50,22 @@ enum Command {
     Stats(CommonArgs),
     /// Every TCP connection: endpoints, roles, packets and bytes each way, handshake, close.
     Flows(FlowsArgs),
+    /// One connection as a ladder diagram (every event at its relative time), then its
+    /// verdict, what each proxy prints for it, and the causes and fixes to check.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExplainArgs {
+    /// The capture (a file, or - for standard input).
+    #[arg(value_name = "INPUT")]
+    input: String,
+    /// The connection: its frame number as the reports print it ("frame N"), :PORT for the
+    /// client's port, CLIENT for the client's ip:port, or CLIENT-SERVER for both endpoints.
+    #[arg(value_name = "FLOW")]
+    flow: String,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +155,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Some(Command::Flows(a)) => run_flows(&Config::new(a.common, Some(a.engine))),
         Some(Command::Stats(a)) => run_stats(&Config::new(a, None)),
+        Some(Command::Explain(a)) => run_explain(a),
         None => {
             let all = cli.run.all;
             run_analysis(&Config::new(cli.run.common, Some(cli.run.engine)), all)
@@ -376,4 +394,67 @@ fn run_analysis(config: &Config, all: bool) -> io::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_explain(a: ExplainArgs) -> io::Result<ExitCode> {
+    let Some(selector) = FlowSelector::parse(&a.flow) else {
+        eprintln!(
+            "rstscope: '{}' names no connection: give a frame number, :PORT, CLIENT or CLIENT-SERVER",
+            a.flow
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let config = Config::new(
+        CommonArgs {
+            inputs: vec![a.input],
+            format: Format::Table,
+            jobs: None,
+            quiet: false,
+        },
+        Some(a.engine),
+    );
+    let (inputs, arg_errors) = expand_inputs(&config.inputs);
+    for (arg, e) in &arg_errors {
+        eprintln!("rstscope: {arg}: {e}");
+    }
+    let mut found = Vec::new();
+    let mut input_failed = !arg_errors.is_empty();
+    for input in &inputs {
+        let summary = analyze::<Detector>(input, &config.flow, config.jobs, &mut |r| {
+            if selector.matches(r.first_frame, &r.client, &r.server) {
+                let v = classify(&r);
+                found.push((input.display.clone(), r, v));
+            }
+        });
+        input_failed |= report_faults(&config, &summary.stats);
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    for (capture, r, v) in &found {
+        explain::write_explain(&mut out, capture, r, v)?;
+    }
+    out.flush()?;
+    if found.is_empty() {
+        eprintln!(
+            "rstscope: no connection matches '{}'",
+            a_flow_text(&selector)
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(if input_failed {
+        ExitCode::from(2)
+    } else if found.iter().any(|(_, _, v)| v.class.is_failure()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn a_flow_text(s: &FlowSelector) -> String {
+    match s {
+        FlowSelector::Frame(n) => format!("frame {n}"),
+        FlowSelector::ClientPort(p) => format!("client port {p}"),
+        FlowSelector::Endpoints(c, Some(srv)) => format!("{c} -> {srv}"),
+        FlowSelector::Endpoints(c, None) => c.clone(),
+    }
 }

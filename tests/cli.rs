@@ -221,3 +221,62 @@ fn the_connection_cap_closes_the_least_recently_active_and_says_so() {
             .contains("closed early by the live-connection cap")
     );
 }
+
+#[test]
+fn explain_draws_the_ladder_of_one_connection_and_its_verdict() {
+    let out = rstscope()
+        .arg("explain")
+        .arg(samples().join("scenarios/keepalive-race.pcap"))
+        .arg(":35074")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    // Client events on the left with an arrow to the server, server events on the right.
+    let order = [
+        "SYN ",
+        "SYN-ACK",
+        "GET /ka",
+        "HTTP/1.1 200",
+        "idle",
+        "FIN",
+        "GET /ka",
+        "RST",
+    ];
+    let mut at = 0;
+    for want in order {
+        let found = text[at..]
+            .find(want)
+            .unwrap_or_else(|| panic!("'{want}' after byte {at} in:\n{text}"));
+        at += found + want.len();
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains("SYN ") && l.trim_end().ends_with("───▶"))
+    );
+    assert!(text.lines().any(|l| l.contains("◀─── RST")));
+    assert!(text.contains("Verdict: keepalive_race (certain, phase request)"));
+    assert!(text.contains("nginx:   upstream prematurely closed connection"));
+    // By frame number and by endpoints too; a selector that matches nothing exits 2.
+    rstscope()
+        .arg("explain")
+        .arg(samples().join("scenarios/keepalive-race.pcap"))
+        .arg("1")
+        .assert()
+        .code(1);
+    rstscope()
+        .arg("explain")
+        .arg(samples().join("scenarios/keepalive-race.pcap"))
+        .arg("127.0.0.1:35074-127.0.0.1:9110")
+        .assert()
+        .code(1);
+    rstscope()
+        .arg("explain")
+        .arg(samples().join("scenarios/keepalive-race.pcap"))
+        .arg(":1")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no connection matches"));
+}

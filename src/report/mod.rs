@@ -1,4 +1,5 @@
 //! Stage 5: what was found -> text and machine formats. stdout carries the report only.
 
+pub mod explain;
 pub mod flows;
 pub mod verdicts;
