@@ -83,6 +83,9 @@ struct CommonArgs {
     /// No warnings on stderr (errors still set the exit status).
     #[arg(short, long)]
     quiet: bool,
+    /// Write the report to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -115,14 +118,17 @@ enum Format {
     Table,
     /// One JSON document (stats: an array with one object per input).
     Json,
-    /// One JSON object per line (stats: per input; flows: per connection).
+    /// One JSON object per line (stats: per input; flows and the analysis: per connection).
     Ndjson,
+    /// The analysis only: one row per connection, flat columns, with a header.
+    Csv,
 }
 
 /// What the command runs with, validated.
 struct Config {
     inputs: Vec<String>,
     format: Format,
+    output: Option<std::path::PathBuf>,
     jobs: usize,
     quiet: bool,
     flow: FlowConfig,
@@ -140,6 +146,7 @@ impl Config {
         Config {
             inputs: a.inputs,
             format: a.format,
+            output: a.output,
             jobs: a.jobs.unwrap_or(cores).max(1),
             quiet: a.quiet,
             flow,
@@ -207,13 +214,25 @@ fn report_faults(config: &Config, s: &InputStats) -> bool {
     s.has_errors()
 }
 
+/// Refuses the CSV format where it does not exist (only the analysis has flat rows).
+fn csv_only_for_analysis(config: &Config, command: &str) -> Option<ExitCode> {
+    (config.format == Format::Csv).then(|| {
+        eprintln!(
+            "rstscope: --format csv is for the analysis (rstscope <INPUT>...), not for {command}"
+        );
+        ExitCode::from(2)
+    })
+}
+
 fn run_stats(config: &Config) -> io::Result<ExitCode> {
+    if let Some(code) = csv_only_for_analysis(config, "stats") {
+        return Ok(code);
+    }
     let (results, mut failed) = for_inputs(config, |i, _| stats::collect(i))?;
     for s in &results {
         failed |= report_faults(config, s);
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = open_output(config)?;
     match config.format {
         Format::Table => {
             for s in &results {
@@ -230,6 +249,7 @@ fn run_stats(config: &Config) -> io::Result<ExitCode> {
                 writeln!(out)?;
             }
         }
+        Format::Csv => unreachable!("rejected before reading"),
     }
     out.flush()?;
     Ok(if failed {
@@ -240,12 +260,15 @@ fn run_stats(config: &Config) -> io::Result<ExitCode> {
 }
 
 fn run_flows(config: &Config) -> io::Result<ExitCode> {
+    if let Some(code) = csv_only_for_analysis(config, "flows") {
+        return Ok(code);
+    }
     let (inputs, arg_errors) = expand_inputs(&config.inputs);
     for (arg, e) in &arg_errors {
         eprintln!("rstscope: {arg}: {e}");
     }
     let mut failed = !arg_errors.is_empty();
-    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    let mut out = open_output(config)?;
     if inputs.len() == 1 {
         // One input: its connections are written as they finish, so memory follows the live
         // connections, not the capture's size.
@@ -322,7 +345,7 @@ fn write_flow(
 ) -> io::Result<()> {
     match format {
         Format::Table => report::flows::write_text(out, r),
-        Format::Json | Format::Ndjson => report::flows::write_ndjson(out, capture, r),
+        Format::Json | Format::Ndjson | Format::Csv => report::flows::write_ndjson(out, capture, r),
     }
 }
 
@@ -357,8 +380,7 @@ fn run_analysis(config: &Config, all: bool) -> io::Result<ExitCode> {
         input_failed |= report_faults(config, &summary.stats);
         findings.merge(f);
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = open_output(config)?;
     match config.format {
         Format::Table => {
             findings.write_summary(&mut out, inputs.len())?;
@@ -377,11 +399,13 @@ fn run_analysis(config: &Config, all: bool) -> io::Result<ExitCode> {
                 }
             }
         }
-        Format::Json | Format::Ndjson => {
+        Format::Json => verdicts::write_json(&mut out, &findings)?,
+        Format::Ndjson => {
             for j in &findings.kept {
                 verdicts::write_ndjson(&mut out, j)?;
             }
         }
+        Format::Csv => verdicts::write_csv(&mut out, &findings)?,
     }
     out.flush()?;
     if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {
@@ -410,6 +434,7 @@ fn run_explain(a: ExplainArgs) -> io::Result<ExitCode> {
             format: Format::Table,
             jobs: None,
             quiet: false,
+            output: None,
         },
         Some(a.engine),
     );
@@ -428,8 +453,7 @@ fn run_explain(a: ExplainArgs) -> io::Result<ExitCode> {
         });
         input_failed |= report_faults(&config, &summary.stats);
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = open_output(&config)?;
     for (capture, r, v) in &found {
         explain::write_explain(&mut out, capture, r, v)?;
     }
@@ -457,4 +481,15 @@ fn a_flow_text(s: &FlowSelector) -> String {
         FlowSelector::Endpoints(c, Some(srv)) => format!("{c} -> {srv}"),
         FlowSelector::Endpoints(c, None) => c.clone(),
     }
+}
+
+/// Where the report goes: the file of `-o`, or standard output. Buffered either way.
+fn open_output(config: &Config) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match &config.output {
+        Some(path) => Box::new(io::BufWriter::with_capacity(
+            1 << 16,
+            std::fs::File::create(path)?,
+        )),
+        None => Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout())),
+    })
 }

@@ -280,3 +280,59 @@ fn explain_draws_the_ladder_of_one_connection_and_its_verdict() {
         .code(2)
         .stderr(predicate::str::contains("no connection matches"));
 }
+
+#[test]
+fn the_analysis_writes_csv_and_json_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("verdicts.csv");
+    rstscope()
+        .args(["--format", "csv", "--all", "-o"])
+        .arg(&csv_path)
+        .arg(samples().join("scenarios/upstream-rst-after-request.pcap"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_empty());
+    let text = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for col in [
+        "capture",
+        "client",
+        "server",
+        "class",
+        "closed_by",
+        "close",
+        "explanation",
+    ] {
+        assert!(header.contains(&col), "missing column {col}");
+    }
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "both legs with --all");
+    assert!(rows.iter().any(|r| r.contains(",reset_before_response,")));
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(",ok,") && r.contains(",502,")
+                || r.contains(",ok,") && r.ends_with("Nothing failed on the wire."))
+    );
+
+    let out = rstscope()
+        .args(["--format", "json"])
+        .arg(samples().join("scenarios/upstream-rst-after-request.pcap"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["summary"]["connections"], 2);
+    assert_eq!(doc["summary"]["failing"], 1);
+    assert_eq!(doc["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["connections"][0]["class"], "reset_before_response");
+    assert!(doc["summary"]["server_errors"][0]["status"] == 502);
+    // CSV exists only for the analysis.
+    rstscope()
+        .args(["stats", "--format", "csv"])
+        .arg(ingest("http-v4.pcap"))
+        .assert()
+        .code(2);
+}

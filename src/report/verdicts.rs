@@ -379,9 +379,9 @@ struct Line<'a> {
     proxies: &'a Option<crate::classify::vocabulary::ProxyMessages>,
 }
 
-pub fn write_ndjson(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
+fn line(j: &Judged) -> Line<'_> {
     let v = &j.verdict;
-    let line = Line {
+    Line {
         capture: &j.capture,
         first_frame: j.first_frame,
         client: j.client.to_string(),
@@ -403,7 +403,221 @@ pub fn write_ndjson(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
         server_errors: &v.server_errors,
         timeout_match: &v.timeout_match,
         proxies: &v.proxies,
-    };
-    serde_json::to_writer(&mut *out, &line)?;
+    }
+}
+
+pub fn write_ndjson(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &line(j))?;
     writeln!(out)
+}
+
+/// The summary as data, for `--format json`.
+#[derive(Serialize)]
+pub struct SummaryJson {
+    pub connections: u64,
+    pub failing: u64,
+    pub by_server: Vec<ServerClassJson>,
+    pub server_errors: Vec<ServerErrorJson>,
+    pub idle_timeouts: Vec<IdleTimeoutJson>,
+}
+
+#[derive(Serialize)]
+pub struct ServerClassJson {
+    pub server: String,
+    pub class: &'static str,
+    pub count: u64,
+    pub first: String,
+    pub last: String,
+}
+
+#[derive(Serialize)]
+pub struct ServerErrorJson {
+    pub server: String,
+    pub status: u16,
+    pub count: u64,
+}
+
+#[derive(Serialize)]
+pub struct IdleTimeoutJson {
+    pub server: String,
+    pub median_s: f64,
+    pub spread_s: f64,
+    pub samples: usize,
+    pub matches: Option<String>,
+    pub longest_client_reuse_idle_s: Option<f64>,
+    pub keepalive_races: u64,
+}
+
+impl Findings {
+    pub fn summary_json(&self) -> SummaryJson {
+        SummaryJson {
+            connections: self.connections,
+            failing: self.failing,
+            by_server: self
+                .by_server
+                .iter()
+                .map(|((server, class), n)| ServerClassJson {
+                    server: server.to_string(),
+                    class: class.id(),
+                    count: n.count,
+                    first: rfc3339_ns(n.first_ns),
+                    last: rfc3339_ns(n.last_ns),
+                })
+                .collect(),
+            server_errors: self
+                .server_errors
+                .iter()
+                .map(|((server, status), count)| ServerErrorJson {
+                    server: server.to_string(),
+                    status: *status,
+                    count: *count,
+                })
+                .collect(),
+            idle_timeouts: self
+                .idle_closes
+                .iter()
+                .map(|(server, times)| {
+                    let mut t = times.clone();
+                    t.sort_by(f64::total_cmp);
+                    IdleTimeoutJson {
+                        server: server.to_string(),
+                        median_s: t[t.len() / 2],
+                        spread_s: t[t.len() - 1] - t[0],
+                        samples: t.len(),
+                        matches: self.matches.get(server).cloned(),
+                        longest_client_reuse_idle_s: self.reuse_idle.get(server).copied(),
+                        keepalive_races: self.races.get(server).copied().unwrap_or(0),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One document: the summary and the connections.
+pub fn write_json(out: &mut dyn Write, f: &Findings) -> io::Result<()> {
+    let connections: Vec<Line<'_>> = f.kept.iter().map(line).collect();
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        summary: SummaryJson,
+        connections: Vec<Line<'a>>,
+    }
+    serde_json::to_writer_pretty(
+        &mut *out,
+        &Doc {
+            summary: f.summary_json(),
+            connections,
+        },
+    )?;
+    writeln!(out)
+}
+
+/// The flat columns of `--format csv`, one row per connection. Lists are joined with ';'.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    capture: &'a str,
+    first_frame: u64,
+    start: String,
+    duration_ms: f64,
+    client: String,
+    server: String,
+    class: &'static str,
+    phase: &'static str,
+    confidence: &'static str,
+    closed_by: &'static str,
+    close: &'static str,
+    rst_from_middlebox: bool,
+    protocol: String,
+    tls_version: String,
+    sni: String,
+    alpn_offered: String,
+    alpn_selected: String,
+    tls_alert: String,
+    tls_alert_from: &'static str,
+    h2_goaway: String,
+    h2_rst_stream: String,
+    statuses: String,
+    syn_to_syn_ack_ms: Option<f64>,
+    request_to_close_ms: Option<f64>,
+    idle_before_request_ms: Option<f64>,
+    timeout_match: String,
+    explanation: &'a str,
+}
+
+pub fn write_csv(out: &mut dyn Write, f: &Findings) -> io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    for j in &f.kept {
+        let v = &j.verdict;
+        let alert = v.tls.alert.as_ref();
+        w.serialize(CsvRow {
+            capture: &j.capture,
+            first_frame: j.first_frame,
+            start: rfc3339_ns(j.start_ns),
+            duration_ms: (j.end_ns - j.start_ns) as f64 / 1e6,
+            client: j.client.to_string(),
+            server: j.server.to_string(),
+            class: v.class.id(),
+            phase: v.phase.id(),
+            confidence: v.confidence.id(),
+            closed_by: side_name(v.closed_by),
+            close: close_name(v.close),
+            rst_from_middlebox: v.rst_from_middlebox,
+            protocol: v.protocol.clone().unwrap_or_default(),
+            tls_version: v.tls.version.clone().unwrap_or_default(),
+            sni: v.tls.sni.clone().unwrap_or_default(),
+            alpn_offered: v.tls.alpn_offered.join(";"),
+            alpn_selected: v.tls.alpn_selected.clone().unwrap_or_default(),
+            tls_alert: alert
+                .and_then(|a| a.description.clone())
+                .unwrap_or_else(|| {
+                    if alert.is_some() {
+                        "encrypted".into()
+                    } else {
+                        String::new()
+                    }
+                }),
+            tls_alert_from: alert.map_or("", |a| side_name(Some(a.from))),
+            h2_goaway: v
+                .h2
+                .goaway
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{}:{}:{}",
+                        side_name(Some(g.from)),
+                        g.last_stream_id.unwrap_or(0),
+                        g.error_code
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+            h2_rst_stream: v
+                .h2
+                .rst_stream
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}:{}:{}",
+                        side_name(Some(r.from)),
+                        r.stream_id.unwrap_or(0),
+                        r.error_code
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+            statuses: v
+                .requests
+                .iter()
+                .map(|r| r.status.map_or("-".to_string(), |s| s.to_string()))
+                .collect::<Vec<_>>()
+                .join(";"),
+            syn_to_syn_ack_ms: v.timings.syn_to_syn_ack_ms,
+            request_to_close_ms: v.timings.request_to_close_ms,
+            idle_before_request_ms: v.timings.idle_before_request_ms,
+            timeout_match: v.timeout_match.clone().unwrap_or_default(),
+            explanation: &v.explanation,
+        })
+        .map_err(io::Error::other)?;
+    }
+    w.flush()
 }
