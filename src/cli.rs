@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
 use rstscope::capture::{Input, expand_inputs};
-use rstscope::classify::classify;
+use rstscope::classify::{Class, classify};
 use rstscope::detect::Detector;
 use rstscope::flow::{ConnectionRecord, FlowConfig};
 use rstscope::pipeline::{InputSummary, analyze};
@@ -16,6 +16,7 @@ use rstscope::report;
 use rstscope::report::explain::{self, FlowSelector};
 use rstscope::report::verdicts::{self, Findings, Judged};
 use rstscope::stats::{self, InputStats};
+use rstscope::timefmt::parse_time;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +42,79 @@ struct AnalyzeArgs {
     /// Also list the connections that did not fail.
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+/// Which connections to report (the summary counts only these too).
+#[derive(Args, Debug, Default)]
+struct FilterArgs {
+    /// Only connections to this server: an address, or address:port ([v6]:port).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    server: Option<String>,
+    /// Only connections with this port on either side.
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// Only these classes (comma-separated ids, e.g. keepalive_race,reset_before_response).
+    #[arg(long, value_name = "ID[,ID...]", value_delimiter = ',')]
+    class: Vec<String>,
+    /// Only connections that started at or after this capture time (RFC 3339 in UTC, e.g.
+    /// 2026-11-21T12:00:15Z, or seconds since the epoch).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only connections that started before this capture time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+/// The filters, validated.
+struct Filter {
+    server: Option<String>,
+    port: Option<u16>,
+    classes: Vec<String>,
+    since_ns: Option<i64>,
+    until_ns: Option<i64>,
+}
+
+impl Filter {
+    fn new(a: FilterArgs) -> Result<Self, String> {
+        let time = |s: Option<String>| -> Result<Option<i64>, String> {
+            s.map(|t| parse_time(&t).ok_or(format!("'{t}' is no time: give RFC 3339 in UTC (2026-11-21T12:00:15Z) or seconds since the epoch"))).transpose()
+        };
+        for c in &a.class {
+            if !Class::ALL.iter().any(|k| k.id() == c) {
+                return Err(format!(
+                    "'{c}' is no class id; the ids are: {}",
+                    Class::ALL
+                        .iter()
+                        .map(|k| k.id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        Ok(Filter {
+            server: a.server,
+            port: a.port,
+            classes: a.class,
+            since_ns: time(a.since)?,
+            until_ns: time(a.until)?,
+        })
+    }
+
+    fn keeps(&self, r: &ConnectionRecord<Detector>, class: Class) -> bool {
+        let server_ok = self.server.as_ref().is_none_or(|s| {
+            let full = r.server.to_string();
+            full == *s || r.server.ip.to_string() == s.trim_start_matches('[').trim_end_matches(']')
+        });
+        server_ok
+            && self
+                .port
+                .is_none_or(|p| r.server.port == p || r.client.port == p)
+            && (self.classes.is_empty() || self.classes.iter().any(|c| c == class.id()))
+            && self.since_ns.is_none_or(|t| r.start_ns >= t)
+            && self.until_ns.is_none_or(|t| r.start_ns < t)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,7 +239,17 @@ pub fn run() -> ExitCode {
         Some(Command::Explain(a)) => run_explain(a),
         None => {
             let all = cli.run.all;
-            run_analysis(&Config::new(cli.run.common, Some(cli.run.engine)), all)
+            match Filter::new(cli.run.filter) {
+                Ok(filter) => run_analysis(
+                    &Config::new(cli.run.common, Some(cli.run.engine)),
+                    all,
+                    &filter,
+                ),
+                Err(e) => {
+                    eprintln!("rstscope: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
     };
     match result {
@@ -349,7 +433,7 @@ fn write_flow(
     }
 }
 
-fn run_analysis(config: &Config, all: bool) -> io::Result<ExitCode> {
+fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitCode> {
     let (inputs, arg_errors) = expand_inputs(&config.inputs);
     for (arg, e) in &arg_errors {
         eprintln!("rstscope: {arg}: {e}");
@@ -370,7 +454,9 @@ fn run_analysis(config: &Config, all: bool) -> io::Result<ExitCode> {
                 let mut f = Findings::default();
                 let summary = analyze::<Detector>(input, &config.flow, shards, &mut |r| {
                     let verdict = classify(&r);
-                    f.add(Judged::new(&input.display, &r, verdict), all);
+                    if filter.keeps(&r, verdict.class) {
+                        f.add(Judged::new(&input.display, &r, verdict), all);
+                    }
                 });
                 (summary, f)
             })

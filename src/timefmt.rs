@@ -16,6 +16,56 @@ pub fn rfc3339_ns(ts_ns: i64) -> String {
     )
 }
 
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction][Z]` (UTC; a space may stand for the T) or a
+/// number of seconds since the epoch, to nanoseconds since the epoch.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Some((secs * 1e9).round() as i64);
+    }
+    let s = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix('z'))
+        .unwrap_or(s);
+    let (date, time) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, u32, u32) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let (h, mi, sec): (i64, i64, i64) = (
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+        t.next().unwrap_or("0").parse().ok()?,
+    );
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || mi > 59
+        || sec > 60
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let nanos: i64 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
+    let days = days_from_civil(y, m, day);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000_000) + nanos)
+}
+
+/// A proleptic Gregorian date to days since 1970-01-01 (the inverse of `civil_from_days`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -46,5 +96,24 @@ mod tests {
             "2000-02-29T00:00:00.000000000Z"
         );
         assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn parsing_inverts_formatting() {
+        for ts in [
+            0,
+            1_700_000_000_123_456_789,
+            951_782_400_000_000_000,
+            1_795_261_126_322_929_000,
+        ] {
+            assert_eq!(parse_time(&rfc3339_ns(ts)), Some(ts));
+        }
+        assert_eq!(
+            parse_time("2026-11-21 12:00:15"),
+            parse_time("2026-11-21T12:00:15.000Z")
+        );
+        assert_eq!(parse_time("1700000000.5"), Some(1_700_000_000_500_000_000));
+        assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_time("yesterday"), None);
     }
 }

@@ -336,3 +336,55 @@ fn the_analysis_writes_csv_and_json_to_a_file() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn filters_pick_connections_by_server_port_class_and_time() {
+    let classes = |args: &[&str]| -> Vec<String> {
+        let out = rstscope()
+            .args(["--all", "--format", "ndjson"])
+            .args(args)
+            .arg(samples().join("scenarios"))
+            .assert()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let races = classes(&["--class", "keepalive_race,h2_goaway"]);
+    assert_eq!(races.len(), 3, "{races:?}");
+    assert!(
+        races
+            .iter()
+            .all(|c| c == "keepalive_race" || c == "h2_goaway")
+    );
+    // The upstream of the FIN scenario and its variants, over IPv4 only with --server.
+    let by_server = classes(&["--server", "127.0.0.1:9101"]);
+    assert!(
+        !by_server.is_empty() && by_server.iter().all(|c| c == "closed_before_response"),
+        "{by_server:?}"
+    );
+    let by_port = classes(&["--port", "9101"]);
+    assert_eq!(by_port.len(), by_server.len() + 1, "the IPv6 variant too");
+    let none = classes(&["--until", "2000-01-01T00:00:00Z"]);
+    assert!(none.is_empty());
+    rstscope()
+        .args(["--class", "no_such_class"])
+        .arg(samples().join("scenarios"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no class id"));
+    rstscope()
+        .args(["--since", "soon"])
+        .arg(samples().join("scenarios"))
+        .assert()
+        .code(2);
+}

@@ -45,6 +45,32 @@ pub enum Class {
 }
 
 impl Class {
+    /// Every class, in the order of the taxonomy.
+    pub const ALL: [Class; 22] = [
+        Class::Ok,
+        Class::IdleClose,
+        Class::ConnectRefused,
+        Class::ConnectTimeout,
+        Class::TlsToPlaintextPort,
+        Class::PlaintextToTlsPort,
+        Class::AlpnMismatch,
+        Class::TlsAlert,
+        Class::TlsHandshakeAborted,
+        Class::H2PrefaceToHttp1,
+        Class::Http1ToH2Only,
+        Class::ClosedBeforeResponse,
+        Class::ResetBeforeResponse,
+        Class::KeepaliveRace,
+        Class::PartialResponseHeaders,
+        Class::InvalidResponse,
+        Class::ResponseTimeout,
+        Class::TruncatedResponseBody,
+        Class::H2StreamReset,
+        Class::H2Goaway,
+        Class::ClientAbort,
+        Class::IncompleteCapture,
+    ];
+
     /// The id as printed everywhere.
     pub fn id(self) -> &'static str {
         match self {
