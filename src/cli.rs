@@ -1,17 +1,20 @@
 //! The command line: clap's view of the arguments, turned into a [`Config`] here and nowhere
 //! else, then the command run on it.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
-use rstscope::capture::{Input, expand_inputs};
+use rstscope::capture::{Input, InputSource, expand_inputs};
 use rstscope::classify::{Class, classify};
 use rstscope::detect::Detector;
 use rstscope::flow::{ConnectionRecord, FlowConfig};
-use rstscope::pipeline::{InputSummary, analyze};
+use rstscope::pipeline::{InputSummary, analyze, analyze_with_progress};
 use rstscope::report;
 use rstscope::report::explain::{self, FlowSelector};
 use rstscope::report::verdicts::{self, Findings, Judged};
@@ -441,6 +444,7 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
     let mut input_failed = !arg_errors.is_empty();
     let mut findings = Findings::default();
     let shards = if inputs.len() == 1 { config.jobs } else { 1 };
+    let progress = Progress::new(&inputs, config.quiet);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.jobs)
         .build()
@@ -450,18 +454,27 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
     let per_input: Vec<(InputSummary, Findings)> = pool.install(|| {
         inputs
             .par_iter()
-            .map(|input| {
+            .enumerate()
+            .map(|(n, input)| {
                 let mut f = Findings::default();
-                let summary = analyze::<Detector>(input, &config.flow, shards, &mut |r| {
-                    let verdict = classify(&r);
-                    if filter.keeps(&r, verdict.class) {
-                        f.add(Judged::new(&input.display, &r, verdict), all);
-                    }
-                });
+                let summary = analyze_with_progress::<Detector>(
+                    input,
+                    &config.flow,
+                    shards,
+                    &mut |r| {
+                        progress.connection();
+                        let verdict = classify(&r);
+                        if filter.keeps(&r, verdict.class) {
+                            f.add(Judged::new(&input.display, &r, verdict), all);
+                        }
+                    },
+                    &|read| progress.read(n, read),
+                );
                 (summary, f)
             })
             .collect()
     });
+    progress.finish();
     for (summary, f) in per_input {
         input_failed |= report_faults(config, &summary.stats);
         findings.merge(f);
@@ -578,4 +591,65 @@ fn open_output(config: &Config) -> io::Result<Box<dyn Write + Send>> {
         )),
         None => Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout())),
     })
+}
+
+/// The progress bar on stderr: one for the whole batch of inputs, shown only when stderr is
+/// a terminal and never with -q. Bytes read of the total (the files' sizes, when known),
+/// rate, ETA, and the connections finished so far.
+struct Progress {
+    bar: Option<ProgressBar>,
+    /// Bytes already counted for each input.
+    seen: Vec<AtomicU64>,
+    connections: AtomicU64,
+}
+
+impl Progress {
+    fn new(inputs: &[Input], quiet: bool) -> Progress {
+        let seen = inputs.iter().map(|_| AtomicU64::new(0)).collect();
+        let bar = (!quiet && io::stderr().is_terminal()).then(|| {
+            let sizes: Option<u64> = inputs
+                .iter()
+                .map(|i| match &i.source {
+                    InputSource::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+                    InputSource::Stdin => None,
+                })
+                .sum();
+            let (bar, template) = match sizes {
+                Some(total) => (ProgressBar::new(total), "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta}, {msg}"),
+                None => (ProgressBar::new_spinner(), "{spinner} [{elapsed_precise}] {bytes} read, {bytes_per_sec}, {msg}"),
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            bar
+        });
+        Progress {
+            bar,
+            seen,
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    /// Input `i` has read `read` bytes so far.
+    fn read(&self, i: usize, read: u64) {
+        if let (Some(bar), Some(seen)) = (&self.bar, self.seen.get(i)) {
+            let before = seen.swap(read, Ordering::Relaxed);
+            bar.inc(read.saturating_sub(before));
+            bar.set_message(format!(
+                "{} connections",
+                self.connections.load(Ordering::Relaxed)
+            ));
+        }
+    }
+
+    fn connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -42,6 +42,18 @@ pub fn analyze<H: StreamHandler + 'static>(
     shards: usize,
     sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
 ) -> InputSummary {
+    analyze_with_progress(input, cfg, shards, sink, &|_| {})
+}
+
+/// [`analyze`], calling `progress` now and then with the bytes read so far from the input
+/// (the file's bytes, compressed ones for compressed input).
+pub fn analyze_with_progress<H: StreamHandler + 'static>(
+    input: &Input,
+    cfg: &FlowConfig,
+    shards: usize,
+    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    progress: &(dyn Fn(u64) + Sync),
+) -> InputSummary {
     let mut counter = Counter::new(&input.display);
     let mut reader = match CaptureReader::open(&input.source) {
         Ok(r) => r,
@@ -54,10 +66,11 @@ pub fn analyze<H: StreamHandler + 'static>(
         }
     };
     let table = if shards <= 1 {
-        single(&mut reader, &mut counter, cfg, sink)
+        single(&mut reader, &mut counter, cfg, sink, progress)
     } else {
-        sharded(&mut reader, &mut counter, cfg, shards, sink)
+        sharded(&mut reader, &mut counter, cfg, shards, sink, progress)
     };
+    progress(reader.bytes_read());
     InputSummary {
         stats: counter.finish(Some(&reader)),
         table,
@@ -69,7 +82,7 @@ pub fn count(input: &Input) -> InputStats {
     let mut counter = Counter::new(&input.display);
     match CaptureReader::open(&input.source) {
         Ok(mut reader) => {
-            read_loop(&mut reader, &mut counter, |_| {});
+            read_loop(&mut reader, &mut counter, |_| {}, &|_| {});
             counter.finish(Some(&reader))
         }
         Err(e) => {
@@ -87,18 +100,26 @@ enum Feed<'a> {
     Tick(i64, u64),
 }
 
-/// Reads and decodes every frame, counts it, and feeds TCP segments and ticks on. Returns
-/// the time of the last packet.
+/// How many frames between progress reports.
+const PROGRESS_EVERY: u64 = 1 << 14;
+
+/// Reads and decodes every frame, counts it, and feeds TCP segments and ticks on; reports
+/// the bytes read to `progress` every [`PROGRESS_EVERY`] frames. Returns the time of the
+/// last packet.
 fn read_loop(
     reader: &mut CaptureReader,
     counter: &mut Counter,
     mut feed: impl FnMut(Feed<'_>),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> i64 {
     let mut decoder = Decoder::new();
     let mut frame_no = 0u64;
     let mut end_ns = i64::MIN;
     let mut next_tick = i64::MIN;
     loop {
+        if frame_no % PROGRESS_EVERY == 0 {
+            progress(reader.bytes_read());
+        }
         match reader.next_frame() {
             Ok(Some(frame)) => {
                 if frame.ts_ns >= next_tick {
@@ -136,19 +157,25 @@ fn single<H: StreamHandler>(
     counter: &mut Counter,
     cfg: &FlowConfig,
     sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
     let mut table = FlowTable::<H>::new(*cfg, cfg.max_connections);
     let mut done = Vec::new();
-    let end_ns = read_loop(reader, counter, |feed| {
-        match feed {
-            Feed::Tcp(p, frame) => table.packet(p, frame),
-            Feed::Tick(now, frame) => table.tick(now, frame),
-        }
-        table.take_finished(&mut done);
-        for (_, r) in done.drain(..) {
-            sink(r);
-        }
-    });
+    let end_ns = read_loop(
+        reader,
+        counter,
+        |feed| {
+            match feed {
+                Feed::Tcp(p, frame) => table.packet(p, frame),
+                Feed::Tick(now, frame) => table.tick(now, frame),
+            }
+            table.take_finished(&mut done);
+            for (_, r) in done.drain(..) {
+                sink(r);
+            }
+        },
+        progress,
+    );
     table.finish(end_ns);
     table.take_finished(&mut done);
     for (_, r) in done {
@@ -185,6 +212,7 @@ fn sharded<H: StreamHandler + 'static>(
     cfg: &FlowConfig,
     shards: usize,
     sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
     let per_shard = cfg.max_connections.div_ceil(shards);
     std::thread::scope(|scope| {
@@ -212,33 +240,38 @@ fn sharded<H: StreamHandler + 'static>(
                 // A worker only stops after End, so this send cannot fail.
                 let _ = senders[shard].send(ToWorker::Batch(full));
             };
-        let end_ns = read_loop(reader, counter, |feed| match feed {
-            Feed::Tcp(p, frame) => {
-                let (key, _) = FlowKey::of(
-                    Endpoint {
-                        ip: p.src,
-                        port: p.src_port,
-                    },
-                    Endpoint {
-                        ip: p.dst,
-                        port: p.dst_port,
-                    },
-                );
-                let shard = key.shard(shards);
-                filling[shard].push(p, frame);
-                if filling[shard].is_full() {
-                    flush(&mut filling, shard, &senders);
-                }
-            }
-            Feed::Tick(now_ns, frame) => {
-                for shard in 0..shards {
-                    if !filling[shard].metas.is_empty() {
+        let end_ns = read_loop(
+            reader,
+            counter,
+            |feed| match feed {
+                Feed::Tcp(p, frame) => {
+                    let (key, _) = FlowKey::of(
+                        Endpoint {
+                            ip: p.src,
+                            port: p.src_port,
+                        },
+                        Endpoint {
+                            ip: p.dst,
+                            port: p.dst_port,
+                        },
+                    );
+                    let shard = key.shard(shards);
+                    filling[shard].push(p, frame);
+                    if filling[shard].is_full() {
                         flush(&mut filling, shard, &senders);
                     }
-                    let _ = senders[shard].send(ToWorker::Tick { now_ns, frame });
                 }
-            }
-        });
+                Feed::Tick(now_ns, frame) => {
+                    for shard in 0..shards {
+                        if !filling[shard].metas.is_empty() {
+                            flush(&mut filling, shard, &senders);
+                        }
+                        let _ = senders[shard].send(ToWorker::Tick { now_ns, frame });
+                    }
+                }
+            },
+            progress,
+        );
         for (shard, batch) in filling.drain(..).enumerate() {
             if !batch.metas.is_empty() {
                 let _ = senders[shard].send(ToWorker::Batch(batch));

@@ -388,3 +388,19 @@ fn filters_pick_connections_by_server_port_class_and_time() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    // Under the test harness stderr is a pipe: the report alone, on stdout; stderr stays
+    // empty for clean inputs.
+    let out = rstscope()
+        .arg(samples().join("scenarios/healthy-large-download.pcap"))
+        .assert()
+        .success();
+    assert!(
+        out.get_output().stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.get_output().stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("0 failing"));
+}

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flate2::read::MultiGzDecoder;
@@ -115,11 +116,18 @@ impl<R: Read> Read for FullReader<R> {
 
 /// Opens an input and undoes its compression. Returns the decompressed stream, with its first
 /// bytes already read back in front, and the compression found.
-pub(crate) fn open_stream(source: &InputSource) -> io::Result<(Box<dyn Read + Send>, Compression)> {
-    let mut raw: Box<dyn Read + Send> = match source {
+pub(crate) fn open_stream(
+    source: &InputSource,
+) -> io::Result<(Box<dyn Read + Send>, Compression, Arc<AtomicU64>)> {
+    let counted = Arc::new(AtomicU64::new(0));
+    let raw: Box<dyn Read + Send> = match source {
         InputSource::Stdin => Box::new(io::stdin()),
         InputSource::File(p) => Box::new(File::open(p)?),
     };
+    let mut raw: Box<dyn Read + Send> = Box::new(CountingReader {
+        inner: raw,
+        count: Arc::clone(&counted),
+    });
     let mut magic = [0u8; 4];
     let n = read_full(&mut raw, &mut magic)?;
     let rejoined = io::Cursor::new(magic[..n].to_vec()).chain(raw);
@@ -129,13 +137,28 @@ pub(crate) fn open_stream(source: &InputSource) -> io::Result<(Box<dyn Read + Se
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(rejoined)?),
         Compression::None => Box::new(rejoined),
     };
-    Ok((stream, compression))
+    Ok((stream, compression, counted))
+}
+
+/// Counts the bytes read from the file or pipe itself (before decompression), for progress.
+/// One atomic add per read call, and reads are a megabyte at a time.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Whether a file found below a folder is a capture: its magic bytes, or the magic bytes of
 /// its decompressed content, are those of pcap or pcapng.
 pub fn sniff_path(path: &Path) -> bool {
-    let Ok((mut stream, _)) = open_stream(&InputSource::File(path.to_path_buf())) else {
+    let Ok((mut stream, _, _)) = open_stream(&InputSource::File(path.to_path_buf())) else {
         return false;
     };
     let mut magic = [0u8; 4];

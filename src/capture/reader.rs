@@ -70,6 +70,8 @@ enum Kind {
 /// Reads frames from one capture input.
 pub struct CaptureReader {
     reader: Box<dyn PcapReaderIterator + Send>,
+    /// Bytes read so far from the file or pipe (compressed bytes for compressed input).
+    raw_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// A read or decompression error that ended the stream early, if one did.
     stream_error: Arc<Mutex<Option<String>>>,
     /// Bytes of the block returned last, consumed on the next call.
@@ -106,7 +108,7 @@ impl CaptureReader {
                 },
             )
         };
-        let (mut stream, compression) = open_stream(source).map_err(io_err)?;
+        let (mut stream, compression, raw_bytes) = open_stream(source).map_err(io_err)?;
         let mut magic = [0u8; 4];
         let n = read_full(&mut stream, &mut magic).map_err(|e| {
             let what = match compression {
@@ -175,6 +177,7 @@ impl CaptureReader {
         };
         Ok(CaptureReader {
             reader,
+            raw_bytes,
             stream_error,
             pending_consume: 0,
             faults: Vec::new(),
@@ -196,6 +199,11 @@ impl CaptureReader {
                 interfaces: Vec::new(),
             },
         })
+    }
+
+    /// Bytes read so far from the file or pipe itself (before decompression): progress.
+    pub fn bytes_read(&self) -> u64 {
+        self.raw_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The format of the input; complete once the first frame (or the end) has been read.
