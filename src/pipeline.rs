@@ -117,7 +117,7 @@ fn read_loop(
     let mut end_ns = i64::MIN;
     let mut next_tick = i64::MIN;
     loop {
-        if frame_no % PROGRESS_EVERY == 0 {
+        if frame_no.is_multiple_of(PROGRESS_EVERY) {
             progress(reader.bytes_read());
         }
         match reader.next_frame() {
