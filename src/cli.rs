@@ -17,7 +17,7 @@ use rstscope::flow::{ConnectionRecord, FlowConfig};
 use rstscope::pipeline::{InputSummary, analyze, analyze_with_progress};
 use rstscope::report;
 use rstscope::report::explain::{self, FlowSelector};
-use rstscope::report::verdicts::{self, Findings, Judged};
+use rstscope::report::verdicts::{self, Findings, Judged, Style};
 use rstscope::stats::{self, InputStats};
 use rstscope::timefmt::parse_time;
 
@@ -163,6 +163,17 @@ struct CommonArgs {
     /// Write the report to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<std::path::PathBuf>,
+    /// Colour in the table output: auto (on a terminal, unless NO_COLOR is set), always,
+    /// never.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    color: ColorWhen,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Args, Debug)]
@@ -206,6 +217,8 @@ struct Config {
     inputs: Vec<String>,
     format: Format,
     output: Option<std::path::PathBuf>,
+    /// Whether the table output is coloured.
+    color: bool,
     jobs: usize,
     quiet: bool,
     flow: FlowConfig,
@@ -220,9 +233,20 @@ impl Config {
             flow.max_connections = e.max_connections.max(1);
             flow.max_buffered_per_direction = e.max_buffer;
         }
+        // NO_COLOR (https://no-color.org) is honoured unless colour was asked for explicitly.
+        let color = match a.color {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                a.output.is_none()
+                    && io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
         Config {
             inputs: a.inputs,
             format: a.format,
+            color,
             output: a.output,
             jobs: a.jobs.unwrap_or(cores).max(1),
             quiet: a.quiet,
@@ -493,9 +517,14 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
                         "Failing connections"
                     }
                 )?;
-                for j in &findings.kept {
-                    verdicts::write_connection(&mut out, j)?;
-                }
+                verdicts::write_table(
+                    &mut out,
+                    &findings.kept,
+                    terminal_width(),
+                    Style {
+                        color: config.color,
+                    },
+                )?;
             }
         }
         Format::Json => verdicts::write_json(&mut out, &findings)?,
@@ -534,6 +563,7 @@ fn run_explain(a: ExplainArgs) -> io::Result<ExitCode> {
             jobs: None,
             quiet: false,
             output: None,
+            color: ColorWhen::Never,
         },
         Some(a.engine),
     );
@@ -652,4 +682,16 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Columns to fit the table to: the terminal's width, else $COLUMNS, else 160.
+fn terminal_width() -> usize {
+    let (_, cols) = console::Term::stdout().size_checked().unwrap_or((0, 0));
+    if cols > 0 {
+        return usize::from(cols);
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(160)
 }

@@ -404,3 +404,31 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     );
     assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("0 failing"));
 }
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let run = |args: &[&str]| {
+        let out = rstscope()
+            .args(args)
+            .arg(samples().join("scenarios/keepalive-race.pcap"))
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    // Not a terminal here: no escape codes by default.
+    assert!(!run(&[]).contains('\x1b'));
+    assert!(!run(&["--color", "never"]).contains('\x1b'));
+    let coloured = run(&["--color", "always"]);
+    assert!(
+        coloured.contains("\x1b[1;31mkeepalive_race"),
+        "failures in red"
+    );
+    // The table lists the connection with its key timing and the first clause of the why.
+    assert!(run(&[]).lines().any(|l| l.contains("keepalive_race")
+        && l.contains("server FIN")
+        && l.contains("idle 2.0 s before")
+        && l.contains("Keep-alive race")));
+}

@@ -621,3 +621,180 @@ pub fn write_csv(out: &mut dyn Write, f: &Findings) -> io::Result<()> {
     }
     w.flush()
 }
+
+/// ANSI colours for the terminal, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Failures in red, the benign idle close in yellow, ok in green.
+    fn class(self, c: Class, width: usize) -> String {
+        let text = format!("{:<width$}", c.id());
+        let code = match c {
+            Class::Ok => "32",
+            Class::IdleClose => "33",
+            Class::IncompleteCapture => "35",
+            _ => "1;31",
+        };
+        self.paint(code, &text)
+    }
+
+    fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+}
+
+/// The one timing that matters most for the class.
+fn key_timing(v: &Verdict) -> String {
+    let t = &v.timings;
+    let s = |ms: f64| {
+        if ms >= 1000.0 {
+            format!("{:.1} s", ms / 1000.0)
+        } else {
+            format!("{ms:.1} ms")
+        }
+    };
+    match v.class {
+        Class::ConnectRefused => t
+            .syn_to_syn_ack_ms
+            .map(|m| format!("SYN-ACK {}", s(m)))
+            .unwrap_or_else(|| "RST to the SYN".into()),
+        Class::ConnectTimeout => format!("{} SYNs", t.syn_schedule_ms.len()),
+        Class::KeepaliveRace => t
+            .idle_before_request_ms
+            .map(|m| format!("idle {} before", s(m)))
+            .unwrap_or_default(),
+        Class::IdleClose => t
+            .idle_before_close_ms
+            .map(|m| format!("idle {}", s(m)))
+            .unwrap_or_default(),
+        Class::ResponseTimeout | Class::ClientAbort => t
+            .wait_ms
+            .or(t.request_to_close_ms)
+            .map(|m| format!("waited {}", s(m)))
+            .unwrap_or_default(),
+        Class::PartialResponseHeaders | Class::TruncatedResponseBody => t
+            .first_response_byte_to_close_ms
+            .map(|m| format!("response +{}", s(m)))
+            .unwrap_or_default(),
+        _ => t
+            .request_to_close_ms
+            .map(|m| format!("request +{}", s(m)))
+            .unwrap_or_default(),
+    }
+}
+
+/// The first clause of an explanation: what happened, without the causes and fixes.
+fn short(explanation: &str) -> &str {
+    let end = [": ", ". "]
+        .iter()
+        .filter_map(|sep| explanation.find(sep))
+        .min()
+        .unwrap_or(explanation.len());
+    &explanation[..end]
+}
+
+fn clip(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(width.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    }
+}
+
+/// The connections as a table fitted to `width` columns (the explanation's first clause takes
+/// what is left), in order of time, then the details of the first connection of each class
+/// and server.
+pub fn write_table(
+    out: &mut dyn Write,
+    kept: &[Judged],
+    width: usize,
+    style: Style,
+) -> io::Result<()> {
+    let mut order: Vec<&Judged> = kept.iter().collect();
+    order.sort_by(|a, b| {
+        (a.start_ns, &a.capture, a.first_frame).cmp(&(b.start_ns, &b.capture, b.first_frame))
+    });
+    let kept = order;
+    let ends: Vec<String> = kept
+        .iter()
+        .map(|j| format!("{} -> {}", j.client, j.server))
+        .collect();
+    let ends_w = ends
+        .iter()
+        .map(|e| e.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    let class_w = kept
+        .iter()
+        .map(|j| j.verdict.class.id().len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let closed: Vec<String> = kept
+        .iter()
+        .map(|j| match j.verdict.closed_by {
+            Some(side) => format!(
+                "{} {}",
+                side_name(Some(side)),
+                close_name(j.verdict.close).to_uppercase()
+            ),
+            None => "-".into(),
+        })
+        .collect();
+    let timing: Vec<String> = kept.iter().map(|j| key_timing(&j.verdict)).collect();
+    let timing_w = timing
+        .iter()
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let fixed = 12 + 2 + ends_w + 2 + class_w + 2 + 10 + 2 + timing_w + 2;
+    let expl_w = width.saturating_sub(fixed).max(20);
+    writeln!(
+        out,
+        "{}",
+        style.bold(&format!(
+            "{:<12}  {:<ends_w$}  {:<class_w$}  {:<10}  {:<timing_w$}  {}",
+            "TIME", "CLIENT -> SERVER", "CLASS", "CLOSED BY", "TIMING", "WHY"
+        ))
+    )?;
+    for (i, j) in kept.iter().enumerate() {
+        writeln!(
+            out,
+            "{:<12}  {:<ends_w$}  {}  {:<10}  {:<timing_w$}  {}",
+            time_of_day(j.start_ns),
+            ends[i],
+            style.class(j.verdict.class, class_w),
+            closed[i],
+            timing[i],
+            clip(short(&j.verdict.explanation), expl_w)
+        )?;
+    }
+    let mut shown = std::collections::BTreeSet::new();
+    let mut header = false;
+    for j in kept {
+        if !j.verdict.class.is_failure() || !shown.insert((j.verdict.class, j.server)) {
+            continue;
+        }
+        if !header {
+            writeln!(out, "\n{}", style.bold("Details (the first connection of each class and server; `rstscope explain INPUT FRAME` shows any one):"))?;
+            header = true;
+        }
+        write_connection(out, j)?;
+    }
+    Ok(())
+}
