@@ -210,6 +210,9 @@ enum Format {
     Ndjson,
     /// The analysis only: one row per connection, flat columns, with a header.
     Csv,
+    /// The analysis only: a ticket-ready report (summary, findings, table, one ladder
+    /// diagram per failure class).
+    Markdown,
 }
 
 /// What the command runs with, validated.
@@ -360,7 +363,7 @@ fn run_stats(config: &Config) -> io::Result<ExitCode> {
                 writeln!(out)?;
             }
         }
-        Format::Csv => unreachable!("rejected before reading"),
+        Format::Csv | Format::Markdown => unreachable!("rejected before reading"),
     }
     out.flush()?;
     Ok(if failed {
@@ -456,7 +459,9 @@ fn write_flow(
 ) -> io::Result<()> {
     match format {
         Format::Table => report::flows::write_text(out, r),
-        Format::Json | Format::Ndjson | Format::Csv => report::flows::write_ndjson(out, capture, r),
+        Format::Json | Format::Ndjson | Format::Csv | Format::Markdown => {
+            report::flows::write_ndjson(out, capture, r)
+        }
     }
 }
 
@@ -469,6 +474,7 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
     let mut findings = Findings::default();
     let shards = if inputs.len() == 1 { config.jobs } else { 1 };
     let progress = Progress::new(&inputs, config.quiet);
+    let markdown = config.format == Format::Markdown;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.jobs)
         .build()
@@ -489,6 +495,20 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
                         progress.connection();
                         let verdict = classify(&r);
                         if filter.keeps(&r, verdict.class) {
+                            if markdown
+                                && verdict.class.is_failure()
+                                && !f.ladders.contains_key(&verdict.class)
+                            {
+                                let mut ladder = Vec::new();
+                                if explain::write_explain(&mut ladder, &input.display, &r, &verdict)
+                                    .is_ok()
+                                {
+                                    f.ladders.insert(
+                                        verdict.class,
+                                        String::from_utf8_lossy(&ladder).into_owned(),
+                                    );
+                                }
+                            }
                             f.add(Judged::new(&input.display, &r, verdict), all);
                         }
                     },
@@ -534,6 +554,7 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
             }
         }
         Format::Csv => verdicts::write_csv(&mut out, &findings)?,
+        Format::Markdown => verdicts::write_markdown(&mut out, &findings, inputs.len())?,
     }
     out.flush()?;
     if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {

@@ -432,3 +432,37 @@ fn colour_only_when_asked_or_on_a_terminal() {
         && l.contains("idle 2.0 s before")
         && l.contains("Keep-alive race")));
 }
+
+#[test]
+fn markdown_is_a_ticket_ready_report_with_one_ladder_per_failure_class() {
+    let out = rstscope()
+        .args(["--format", "markdown"])
+        .arg(samples().join("scenarios"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let md = String::from_utf8(out).unwrap();
+    assert!(md.starts_with("# rstscope report\n"));
+    for heading in [
+        "## Findings",
+        "## Connections by server and class",
+        "## Failing connections",
+    ] {
+        assert!(md.contains(heading), "missing {heading}");
+    }
+    assert!(md.contains("| time | client → server | class | closed by | timing | why |"));
+    // One ladder per distinct failing class, each in a closed code block.
+    let ladders = md.matches("\n## `").count();
+    let classes: std::collections::BTreeSet<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains(" → "))
+        .filter_map(|l| l.split('|').nth(3).map(str::trim))
+        .filter(|c| c.starts_with('`'))
+        .map(|c| c.trim_matches('`'))
+        .collect();
+    assert_eq!(ladders, classes.len(), "{classes:?}");
+    assert_eq!(md.matches("```").count(), 2 * ladders);
+    assert!(md.contains("───▶") && md.contains("◀───"));
+}

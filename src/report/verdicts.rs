@@ -62,6 +62,8 @@ pub struct Findings {
     pub kept: Vec<Judged>,
     /// Representative explanation per (class, server): the first one seen.
     examples: BTreeMap<(Class, Endpoint), String>,
+    /// The ladder diagram of the first connection of each failing class, for markdown.
+    pub ladders: BTreeMap<Class, String>,
     /// Failing connections per second of capture time (bounded by the capture's span in
     /// seconds), for the timeline.
     failures_per_second: BTreeMap<i64, u64>,
@@ -159,6 +161,9 @@ impl Findings {
         }
         for (k, v) in other.examples {
             self.examples.entry(k).or_insert(v);
+        }
+        for (k, v) in other.ladders {
+            self.ladders.entry(k).or_insert(v);
         }
         for (k, v) in other.failures_per_second {
             *self.failures_per_second.entry(k).or_default() += v;
@@ -795,6 +800,109 @@ pub fn write_table(
             header = true;
         }
         write_connection(out, j)?;
+    }
+    Ok(())
+}
+
+/// A ticket-ready Markdown report: summary, findings, the table, and one ladder diagram per
+/// distinct failure class in a code block.
+pub fn write_markdown(out: &mut dyn Write, f: &Findings, inputs: usize) -> io::Result<()> {
+    writeln!(out, "# rstscope report\n")?;
+    writeln!(
+        out,
+        "{} TCP connections in {inputs} capture{}, **{} failing**.\n",
+        f.connections,
+        if inputs == 1 { "" } else { "s" },
+        f.failing
+    )?;
+    let mut failing: Vec<(&(Endpoint, Class), &ClassCount)> = f
+        .by_server
+        .iter()
+        .filter(|((_, c), _)| c.is_failure())
+        .collect();
+    failing.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+    if !failing.is_empty() {
+        writeln!(out, "## Findings\n")?;
+        for (i, ((server, class), n)) in failing.iter().enumerate() {
+            let example = f
+                .examples
+                .get(&(*class, *server))
+                .map(String::as_str)
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{}. **`{}`** x{} to `{server}` (first {}, last {}): {example}",
+                i + 1,
+                class.id(),
+                n.count,
+                time_of_day(n.first_ns),
+                time_of_day(n.last_ns)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "## Connections by server and class\n")?;
+    writeln!(out, "| server | class | count | first | last |")?;
+    writeln!(out, "|---|---|---:|---|---|")?;
+    for ((server, class), n) in &f.by_server {
+        writeln!(
+            out,
+            "| `{server}` | `{}` | {} | {} | {} |",
+            class.id(),
+            n.count,
+            time_of_day(n.first_ns),
+            time_of_day(n.last_ns)
+        )?;
+    }
+    writeln!(out)?;
+    if !f.server_errors.is_empty() {
+        writeln!(
+            out,
+            "HTTP 5xx responses: {}\n",
+            f.server_errors
+                .iter()
+                .map(|((s, st), n)| format!("`{s}` {st} x{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    if !f.kept.is_empty() {
+        writeln!(out, "## Failing connections\n")?;
+        writeln!(
+            out,
+            "| time | client → server | class | closed by | timing | why |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|---|")?;
+        let mut order: Vec<&Judged> = f.kept.iter().collect();
+        order.sort_by(|a, b| {
+            (a.start_ns, &a.capture, a.first_frame).cmp(&(b.start_ns, &b.capture, b.first_frame))
+        });
+        for j in order {
+            let v = &j.verdict;
+            let closed = match v.closed_by {
+                Some(side) => format!(
+                    "{} {}",
+                    side_name(Some(side)),
+                    close_name(v.close).to_uppercase()
+                ),
+                None => "-".into(),
+            };
+            writeln!(
+                out,
+                "| {} | `{}` → `{}` | `{}` | {closed} | {} | {} |",
+                time_of_day(j.start_ns),
+                j.client,
+                j.server,
+                v.class.id(),
+                key_timing(v),
+                short(&v.explanation).replace('|', "\\|")
+            )?;
+        }
+        writeln!(out)?;
+    }
+    for (class, ladder) in &f.ladders {
+        writeln!(out, "## `{}`: one connection\n", class.id())?;
+        writeln!(out, "```\n{}```\n", ladder)?;
     }
     Ok(())
 }
