@@ -171,6 +171,17 @@ impl Findings {
         self.kept.extend(other.kept);
     }
 
+    /// The failing (server, class) counts, most connections first.
+    fn failing_ranked(&self) -> Vec<(&(Endpoint, Class), &ClassCount)> {
+        let mut failing: Vec<_> = self
+            .by_server
+            .iter()
+            .filter(|((_, c), _)| c.is_failure())
+            .collect();
+        failing.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        failing
+    }
+
     /// The incident summary.
     pub fn write_summary(&self, out: &mut dyn Write, inputs: usize) -> io::Result<()> {
         writeln!(
@@ -181,12 +192,7 @@ impl Findings {
             self.failing
         )?;
         // Top findings: the failing classes with the most connections, per server.
-        let mut failing: Vec<(&(Endpoint, Class), &ClassCount)> = self
-            .by_server
-            .iter()
-            .filter(|((_, c), _)| c.is_failure())
-            .collect();
-        failing.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let failing = self.failing_ranked();
         if !failing.is_empty() {
             writeln!(out, "\nTop findings:")?;
             for (i, ((server, class), n)) in failing.iter().take(3).enumerate() {
@@ -659,6 +665,27 @@ impl Style {
     }
 }
 
+/// Connections in order of their start, then capture and first frame.
+fn in_time_order(kept: &[Judged]) -> Vec<&Judged> {
+    let mut order: Vec<&Judged> = kept.iter().collect();
+    order.sort_by(|a, b| {
+        (a.start_ns, &a.capture, a.first_frame).cmp(&(b.start_ns, &b.capture, b.first_frame))
+    });
+    order
+}
+
+/// "server FIN", "client RST", or "-".
+fn closed_short(v: &Verdict) -> String {
+    match v.closed_by {
+        Some(side) => format!(
+            "{} {}",
+            side_name(Some(side)),
+            close_name(v.close).to_uppercase()
+        ),
+        None => "-".into(),
+    }
+}
+
 /// The one timing that matters most for the class.
 fn key_timing(v: &Verdict) -> String {
     let t = &v.timings;
@@ -728,11 +755,7 @@ pub fn write_table(
     width: usize,
     style: Style,
 ) -> io::Result<()> {
-    let mut order: Vec<&Judged> = kept.iter().collect();
-    order.sort_by(|a, b| {
-        (a.start_ns, &a.capture, a.first_frame).cmp(&(b.start_ns, &b.capture, b.first_frame))
-    });
-    let kept = order;
+    let kept = in_time_order(kept);
     let ends: Vec<String> = kept
         .iter()
         .map(|j| format!("{} -> {}", j.client, j.server))
@@ -749,17 +772,7 @@ pub fn write_table(
         .max()
         .unwrap_or(0)
         .max(5);
-    let closed: Vec<String> = kept
-        .iter()
-        .map(|j| match j.verdict.closed_by {
-            Some(side) => format!(
-                "{} {}",
-                side_name(Some(side)),
-                close_name(j.verdict.close).to_uppercase()
-            ),
-            None => "-".into(),
-        })
-        .collect();
+    let closed: Vec<String> = kept.iter().map(|j| closed_short(&j.verdict)).collect();
     let timing: Vec<String> = kept.iter().map(|j| key_timing(&j.verdict)).collect();
     let timing_w = timing
         .iter()
@@ -815,12 +828,7 @@ pub fn write_markdown(out: &mut dyn Write, f: &Findings, inputs: usize) -> io::R
         if inputs == 1 { "" } else { "s" },
         f.failing
     )?;
-    let mut failing: Vec<(&(Endpoint, Class), &ClassCount)> = f
-        .by_server
-        .iter()
-        .filter(|((_, c), _)| c.is_failure())
-        .collect();
-    failing.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+    let failing = f.failing_ranked();
     if !failing.is_empty() {
         writeln!(out, "## Findings\n")?;
         for (i, ((server, class), n)) in failing.iter().enumerate() {
@@ -873,20 +881,9 @@ pub fn write_markdown(out: &mut dyn Write, f: &Findings, inputs: usize) -> io::R
             "| time | client → server | class | closed by | timing | why |"
         )?;
         writeln!(out, "|---|---|---|---|---|---|")?;
-        let mut order: Vec<&Judged> = f.kept.iter().collect();
-        order.sort_by(|a, b| {
-            (a.start_ns, &a.capture, a.first_frame).cmp(&(b.start_ns, &b.capture, b.first_frame))
-        });
-        for j in order {
+        for j in in_time_order(&f.kept) {
             let v = &j.verdict;
-            let closed = match v.closed_by {
-                Some(side) => format!(
-                    "{} {}",
-                    side_name(Some(side)),
-                    close_name(v.close).to_uppercase()
-                ),
-                None => "-".into(),
-            };
+            let closed = closed_short(v);
             writeln!(
                 out,
                 "| {} | `{}` → `{}` | `{}` | {closed} | {} | {} |",
