@@ -7,7 +7,7 @@
 # captures are never committed).  Needs root on Debian 12; installs its own
 # packages (set SKIP_INSTALL=1 to skip apt when everything is present).
 #
-#   mixed      -> OUTDIR/mixed.pcap, about MIXED_MB MB (default 1200): nginx
+#   mixed      -> OUTDIR/mixed.pcap, about MIXED_MB MB (default 2000): nginx
 #                 traffic of several kinds one after another and then all at
 #                 once: HTTP/1.1 keep-alive (1 KB/16 KB/256 KB/2 MB bodies),
 #                 HTTP/1.1 Connection: close, h2c prior knowledge, TLS h2,
@@ -42,7 +42,7 @@ set -euo pipefail
 
 MODE=${1:-all}
 OUTDIR=${2:-/var/tmp/rstscope-bench}
-MIXED_MB=${MIXED_MB:-1200}
+MIXED_MB=${MIXED_MB:-2000}
 MANYFLOWS_CONNS=${MANYFLOWS_CONNS:-250000}
 PHASE_MAX_S=${PHASE_MAX_S:-300}
 MANYFLOWS_MAX_S=${MANYFLOWS_MAX_S:-900}

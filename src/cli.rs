@@ -487,13 +487,17 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
             .enumerate()
             .map(|(n, input)| {
                 let mut f = Findings::default();
-                let summary = analyze_with_progress::<Detector>(
+                let summary = analyze_with_progress::<Detector, _>(
                     input,
                     &config.flow,
                     shards,
-                    &mut |r| {
-                        progress.connection();
+                    // Classified on the worker that tracked the connection.
+                    &|r| {
                         let verdict = classify(&r);
+                        (r, verdict)
+                    },
+                    &mut |(r, verdict)| {
+                        progress.connection();
                         if filter.keeps(&r, verdict.class) {
                             if markdown
                                 && verdict.class.is_failure()

@@ -42,19 +42,23 @@ pub fn analyze<H: StreamHandler + 'static>(
     shards: usize,
     sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
 ) -> InputSummary {
-    analyze_with_progress(input, cfg, shards, sink, &|_| {})
+    analyze_with_progress(input, cfg, shards, &|r| r, sink, &|_| {})
 }
 
-/// [`analyze`], calling `progress` now and then with the bytes read so far from the input
+/// [`analyze`], with `prepare` turning each finished connection into what `sink` takes (on
+/// the worker that tracked it, so that per-connection work such as classification runs in
+/// parallel), and `progress` called now and then with the bytes read so far from the input
 /// (the file's bytes, compressed ones for compressed input).
-pub fn analyze_with_progress<H: StreamHandler + 'static>(
+pub fn analyze_with_progress<H: StreamHandler + 'static, T: Send>(
     input: &Input,
     cfg: &FlowConfig,
     shards: usize,
-    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> InputSummary {
-    let mut counter = Counter::new(&input.display);
+    // The connection engine counts connections itself.
+    let mut counter = Counter::new(&input.display, false);
     let mut reader = match CaptureReader::open(&input.source) {
         Ok(r) => r,
         Err(e) => {
@@ -66,9 +70,17 @@ pub fn analyze_with_progress<H: StreamHandler + 'static>(
         }
     };
     let table = if shards <= 1 {
-        single(&mut reader, &mut counter, cfg, sink, progress)
+        single(&mut reader, &mut counter, cfg, prepare, sink, progress)
     } else {
-        sharded(&mut reader, &mut counter, cfg, shards, sink, progress)
+        sharded(
+            &mut reader,
+            &mut counter,
+            cfg,
+            shards,
+            prepare,
+            sink,
+            progress,
+        )
     };
     progress(reader.bytes_read());
     InputSummary {
@@ -79,7 +91,7 @@ pub fn analyze_with_progress<H: StreamHandler + 'static>(
 
 /// Reads `input` through the capture and decode stages only, and counts what it holds.
 pub fn count(input: &Input) -> InputStats {
-    let mut counter = Counter::new(&input.display);
+    let mut counter = Counter::new(&input.display, true);
     match CaptureReader::open(&input.source) {
         Ok(mut reader) => {
             read_loop(&mut reader, &mut counter, |_| {}, &|_| {});
@@ -152,11 +164,12 @@ fn read_loop(
     end_ns
 }
 
-fn single<H: StreamHandler>(
+fn single<H: StreamHandler, T>(
     reader: &mut CaptureReader,
     counter: &mut Counter,
     cfg: &FlowConfig,
-    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
     let mut table = FlowTable::<H>::new(*cfg, cfg.max_connections);
@@ -171,7 +184,7 @@ fn single<H: StreamHandler>(
             }
             table.take_finished(&mut done);
             for (_, r) in done.drain(..) {
-                sink(r);
+                sink(prepare(r));
             }
         },
         progress,
@@ -179,7 +192,7 @@ fn single<H: StreamHandler>(
     table.finish(end_ns);
     table.take_finished(&mut done);
     for (_, r) in done {
-        sink(r);
+        sink(prepare(r));
     }
     table.counters
 }
@@ -197,21 +210,23 @@ enum ToWorker {
     End { end_ns: i64 },
 }
 
-/// What a worker sends the collector: its finished records, and the moment (see
-/// [`crate::flow::table`]) up to which it has decided everything (`u64::MAX` once done).
-struct FromWorker<H> {
+/// What a worker sends the collector: its finished connections, prepared, with their
+/// (decision moment, first frame), and the moment (see [`crate::flow::table`]) up to which it
+/// has decided everything (`u64::MAX` once done).
+struct FromWorker<T> {
     shard: usize,
-    records: Vec<(u64, ConnectionRecord<H>)>,
+    records: Vec<((u64, u64), T)>,
     progress: u64,
     counters: Option<TableCounters>,
 }
 
-fn sharded<H: StreamHandler + 'static>(
+fn sharded<H: StreamHandler + 'static, T: Send>(
     reader: &mut CaptureReader,
     counter: &mut Counter,
     cfg: &FlowConfig,
     shards: usize,
-    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
     let per_shard = cfg.max_connections.div_ceil(shards);
@@ -219,14 +234,15 @@ fn sharded<H: StreamHandler + 'static>(
         let (free_tx, free_rx) = mpsc::channel::<Batch>();
         // Bounded: when writing the report is the slow part, the workers and then the reader
         // wait for it instead of piling up finished records.
-        let (out_tx, out_rx) = mpsc::sync_channel::<FromWorker<H>>(QUEUE_DEPTH * shards);
+        let (out_tx, out_rx) = mpsc::sync_channel::<FromWorker<T>>(QUEUE_DEPTH * shards);
         let mut senders = Vec::with_capacity(shards);
         for shard in 0..shards {
             let (tx, rx) = mpsc::sync_channel::<ToWorker>(QUEUE_DEPTH);
             let free_tx = free_tx.clone();
             let out_tx = out_tx.clone();
             let cfg = *cfg;
-            scope.spawn(move || worker::<H>(shard, cfg, per_shard, rx, free_tx, out_tx));
+            scope
+                .spawn(move || worker::<H, T>(shard, cfg, per_shard, prepare, rx, free_tx, out_tx));
             senders.push(tx);
         }
         drop(out_tx);
@@ -245,7 +261,7 @@ fn sharded<H: StreamHandler + 'static>(
             counter,
             |feed| match feed {
                 Feed::Tcp(p, frame) => {
-                    let (key, _) = FlowKey::of(
+                    let (key, from_lo) = FlowKey::of(
                         Endpoint {
                             ip: p.src,
                             port: p.src_port,
@@ -256,7 +272,7 @@ fn sharded<H: StreamHandler + 'static>(
                         },
                     );
                     let shard = key.shard(shards);
-                    filling[shard].push(p, frame);
+                    filling[shard].push(p, frame, key, from_lo);
                     if filling[shard].is_full() {
                         flush(&mut filling, shard, &senders);
                     }
@@ -283,21 +299,23 @@ fn sharded<H: StreamHandler + 'static>(
     })
 }
 
-fn worker<H: StreamHandler>(
+fn worker<H: StreamHandler, T>(
     shard: usize,
     cfg: FlowConfig,
     max_live: usize,
+    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
     rx: mpsc::Receiver<ToWorker>,
     free_tx: mpsc::Sender<Batch>,
-    out_tx: mpsc::SyncSender<FromWorker<H>>,
+    out_tx: mpsc::SyncSender<FromWorker<T>>,
 ) {
     let mut table = FlowTable::<H>::new(cfg, max_live);
+    let mut finished = Vec::new();
     for msg in rx {
-        let mut records = Vec::new();
         let (progress, counters) = match msg {
             ToWorker::Batch(mut batch) => {
                 for meta in &batch.metas {
-                    table.packet(&batch.packet(meta), meta.frame);
+                    // The reader already made the key to choose this shard.
+                    table.packet_keyed(&batch.packet(meta), meta.key, meta.from_lo, meta.frame);
                 }
                 let last = batch.metas.last().map_or(0, |m| m.frame << 1);
                 batch.clear();
@@ -314,7 +332,11 @@ fn worker<H: StreamHandler>(
                 (u64::MAX, Some(table.counters))
             }
         };
-        table.take_finished(&mut records);
+        table.take_finished(&mut finished);
+        let records = finished
+            .drain(..)
+            .map(|(decision, r)| ((decision, r.first_frame), prepare(r)))
+            .collect();
         if out_tx
             .send(FromWorker {
                 shard,
@@ -330,19 +352,17 @@ fn worker<H: StreamHandler>(
 }
 
 /// Merges the workers' records into one stream in (decision frame, first frame) order.
-fn collect<H>(
+fn collect<T>(
     shards: usize,
-    rx: mpsc::Receiver<FromWorker<H>>,
-    sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
+    rx: mpsc::Receiver<FromWorker<T>>,
+    sink: &mut (dyn FnMut(T) + Send),
 ) -> TableCounters {
     let mut progress = vec![0u64; shards];
-    let mut pending: BTreeMap<(u64, u64), ConnectionRecord<H>> = BTreeMap::new();
+    let mut pending: BTreeMap<(u64, u64), T> = BTreeMap::new();
     let mut counters = TableCounters::default();
     for msg in rx {
         progress[msg.shard] = progress[msg.shard].max(msg.progress);
-        for (decision, r) in msg.records {
-            pending.insert((decision, r.first_frame), r);
-        }
+        pending.extend(msg.records);
         if let Some(c) = msg.counters {
             counters.evicted += c.evicted;
             counters.idle_timeouts += c.idle_timeouts;
@@ -367,6 +387,8 @@ fn collect<H>(
 #[derive(Clone, Copy)]
 struct Meta {
     frame: u64,
+    key: FlowKey,
+    from_lo: bool,
     ts_ns: i64,
     ip: IpVersion,
     src: IpAddr,
@@ -394,12 +416,14 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, p: &TcpPacket<'_>, frame: u64) {
+    fn push(&mut self, p: &TcpPacket<'_>, frame: u64, key: FlowKey, from_lo: bool) {
         let at = self.arena.len() as u32;
         self.arena.extend_from_slice(p.options);
         self.arena.extend_from_slice(p.payload);
         self.metas.push(Meta {
             frame,
+            key,
+            from_lo,
             ts_ns: p.ts_ns,
             ip: p.ip,
             src: p.src,

@@ -53,7 +53,8 @@ pub struct InputStats {
     pub other_ip_packets: u64,
     pub non_ip_packets: u64,
     pub unsupported_link_packets: u64,
-    /// Distinct TCP 5-tuples, direction-independent.
+    /// Distinct TCP 5-tuples, direction-independent (counted by `rstscope stats`; 0 where the
+    /// connection engine ran instead).
     pub tcp_connections: u64,
     pub ip_fragments: u64,
     pub reassembled_datagrams: u64,
@@ -82,13 +83,17 @@ type ConnKey = ((IpAddr, u16), (IpAddr, u16));
 pub(crate) struct Counter {
     s: InputStats,
     link_types: BTreeSet<LinkType>,
-    connections: HashSet<ConnKey, foldhash::fast::FixedState>,
+    /// Distinct 5-tuples, only when asked for: a second hash lookup per packet that the
+    /// connection engine does not need.
+    connections: Option<HashSet<ConnKey, foldhash::fast::FixedState>>,
     first_ns: Option<i64>,
     last_ns: Option<i64>,
 }
 
 impl Counter {
-    pub(crate) fn new(path: &str) -> Self {
+    /// A counter that also counts distinct TCP 5-tuples (`tcp_connections`) when
+    /// `conversations` is set; otherwise that count stays 0.
+    pub(crate) fn new(path: &str, conversations: bool) -> Self {
         Counter {
             s: InputStats {
                 path: path.to_string(),
@@ -122,7 +127,7 @@ impl Counter {
                 errors: Vec::new(),
             },
             link_types: BTreeSet::new(),
-            connections: HashSet::default(),
+            connections: conversations.then(HashSet::default),
             first_ns: None,
             last_ns: None,
         }
@@ -197,10 +202,11 @@ impl Counter {
             self.s.reassembled_datagrams += 1;
         }
         self.s.tcp_payload_bytes_missing += u64::from(t.bytes_missing());
-        let a = (t.src, t.src_port);
-        let b = (t.dst, t.dst_port);
-        self.connections
-            .insert(if a <= b { (a, b) } else { (b, a) });
+        if let Some(connections) = &mut self.connections {
+            let a = (t.src, t.src_port);
+            let b = (t.dst, t.dst_port);
+            connections.insert(if a <= b { (a, b) } else { (b, a) });
+        }
     }
 
     pub(crate) fn fault(&mut self, e: &CaptureError, fatal: bool) {
@@ -225,7 +231,7 @@ impl Counter {
             }
         }
         self.s.link_types = self.link_types.iter().map(|l| l.name()).collect();
-        self.s.tcp_connections = self.connections.len() as u64;
+        self.s.tcp_connections = self.connections.as_ref().map_or(0, |c| c.len() as u64);
         self.s.first = self.first_ns.map(rfc3339_ns);
         self.s.first_ns = self.first_ns;
         self.s.last = self.last_ns.map(rfc3339_ns);

@@ -50,14 +50,14 @@ pub enum ProtoKind {
     HttpRequest {
         method: String,
         target: String,
-        version: String,
+        version: &'static str,
     },
     /// The first byte of a response.
     HttpResponseStart,
     /// The end of a response's header block.
     HttpResponseHead {
         status: u16,
-        version: String,
+        version: &'static str,
         connection_close: bool,
         /// `Keep-Alive: timeout=N`: the server's idle timeout, in seconds.
         keep_alive_timeout: Option<u32>,

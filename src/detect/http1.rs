@@ -16,6 +16,8 @@ pub const MAX_HEAD: usize = 64 << 10;
 /// Exchanges remembered per connection; later ones are counted only.
 const MAX_EXCHANGES: usize = 1024;
 const MAX_HEADERS: usize = 128;
+/// Request targets are kept up to this many characters.
+const MAX_TARGET: usize = 1024;
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,6 +102,26 @@ impl Side {
     }
 }
 
+/// What the response parser must know of the request it answers (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingMethod {
+    /// The response has no body.
+    Head,
+    /// A 2xx response switches the connection to a tunnel.
+    Connect,
+    Other,
+}
+
+impl PendingMethod {
+    fn of(method: &str) -> Self {
+        match method {
+            "HEAD" => PendingMethod::Head,
+            "CONNECT" => PendingMethod::Connect,
+            _ => PendingMethod::Other,
+        }
+    }
+}
+
 /// What the client's bytes turned into, for the caller to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Switch {
@@ -117,7 +139,7 @@ pub struct Http1 {
     /// Index in `exchanges` of the next response expected.
     next_response: usize,
     /// Methods of requests not yet answered, for HEAD and CONNECT.
-    pending_methods: std::collections::VecDeque<String>,
+    pending_methods: std::collections::VecDeque<PendingMethod>,
     upgrade_h2c_requested: bool,
     /// Client bytes of the HTTP/2 preface held while it was incomplete, for the HTTP/2
     /// parser that takes over.
@@ -142,30 +164,72 @@ impl Default for Http1 {
     }
 }
 
-fn header<'a>(headers: &'a [httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
+/// The header values this parser acts on, found in one pass over the head (the first of
+/// each name counts).
+#[derive(Default)]
+struct KnownHeaders<'a> {
+    connection: Option<&'a [u8]>,
+    keep_alive: Option<&'a [u8]>,
+    transfer_encoding: Option<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+    upgrade: Option<&'a [u8]>,
 }
 
+impl<'a> KnownHeaders<'a> {
+    fn of(headers: &[httparse::Header<'a>]) -> Self {
+        let mut known = KnownHeaders::default();
+        for h in headers {
+            let slot = match h.name.len() {
+                10 if h.name.eq_ignore_ascii_case("connection") => &mut known.connection,
+                10 if h.name.eq_ignore_ascii_case("keep-alive") => &mut known.keep_alive,
+                17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                    &mut known.transfer_encoding
+                }
+                14 if h.name.eq_ignore_ascii_case("content-length") => &mut known.content_length,
+                7 if h.name.eq_ignore_ascii_case("upgrade") => &mut known.upgrade,
+                _ => continue,
+            };
+            slot.get_or_insert(h.value);
+        }
+        known
+    }
+
+    fn content_length(&self) -> Option<u64> {
+        std::str::from_utf8(self.content_length?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The `timeout=` parameter of Keep-Alive (seconds).
+    fn keep_alive_timeout(&self) -> Option<u32> {
+        self.keep_alive?.split(|&b| b == b',').find_map(|p| {
+            let t = p.trim_ascii().strip_prefix(b"timeout=")?;
+            std::str::from_utf8(t).ok()?.trim().parse().ok()
+        })
+    }
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
 fn has_token(value: Option<&[u8]>, token: &str) -> bool {
     value.is_some_and(|v| {
-        String::from_utf8_lossy(v)
-            .split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        v.split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
 }
 
-fn content_length(headers: &[httparse::Header<'_>]) -> Option<u64> {
-    header(headers, "content-length")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| s.trim().parse().ok())
+/// The version text of a parsed head (httparse accepts HTTP/1.0 and HTTP/1.1 only).
+fn version_text(minor: Option<u8>) -> &'static str {
+    match minor {
+        Some(0) => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// The status code of a complete status line ("HTTP/1.1 200 OK\r\n") at the start of `head`.
 fn status_of_line(head: &[u8]) -> Option<u16> {
-    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let line_end = memchr::memmem::find(head, b"\r\n")?;
     let line = head.get(..line_end)?;
     let rest = line.strip_prefix(b"HTTP/1.")?;
     let code = rest.get(2..5)?;
@@ -174,11 +238,10 @@ fn status_of_line(head: &[u8]) -> Option<u16> {
 
 /// Finds the end of a message head (after the blank line); searches only the new bytes.
 fn head_end(buf: &[u8], searched_from: usize) -> Option<usize> {
+    static BLANK_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
     let start = searched_from.saturating_sub(3);
-    buf.get(start..)?
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| start + p + 4)
+    BLANK_LINE.find(buf.get(start..)?).map(|p| start + p + 4)
 }
 
 impl Http1 {
@@ -357,6 +420,15 @@ impl Http1 {
         }
     }
 
+    /// The status line alone already tells the status, even if the rest of the head never
+    /// arrives.
+    fn note_status_line(&mut self, head: &[u8]) {
+        let status = status_of_line(head);
+        if let (Some(status), Some(x)) = (status, self.exchanges.get_mut(self.next_response)) {
+            x.status.get_or_insert(status);
+        }
+    }
+
     /// Accumulates a message head; parses it once complete. Returns the bytes used.
     fn take_head(
         &mut self,
@@ -370,17 +442,28 @@ impl Http1 {
         } else {
             &mut self.server
         };
+        let within_cap = bytes.get(..MAX_HEAD).unwrap_or(bytes);
+        if side.head.is_empty()
+            && let Some(head) = head_end(within_cap, 0).and_then(|end| bytes.get(..end))
+        {
+            // The usual case: the whole head arrived in one chunk and is parsed where it lies.
+            let end = head.len();
+            if client {
+                self.parse_request(ts_ns, head, out);
+            } else {
+                self.note_status_line(head);
+                self.parse_response(ts_ns, head, out);
+            }
+            return end;
+        }
         let before = side.head.len();
         let room = MAX_HEAD - before;
         let chunk = &bytes[..bytes.len().min(room)];
         side.head.extend_from_slice(chunk);
         if !client {
-            // The status line alone already tells the status, even if the rest of the head
-            // never arrives.
-            let status = status_of_line(&side.head);
-            if let (Some(status), Some(x)) = (status, self.exchanges.get_mut(self.next_response)) {
-                x.status.get_or_insert(status);
-            }
+            let head = std::mem::take(&mut self.server.head);
+            self.note_status_line(&head);
+            self.server.head = head;
         }
         let side = if client {
             &mut self.client
@@ -428,22 +511,21 @@ impl Http1 {
             return;
         }
         let method = req.method.unwrap_or_default().to_string();
-        let target = req
-            .path
-            .unwrap_or_default()
-            .chars()
-            .take(1024)
-            .collect::<String>();
-        let version = format!("HTTP/1.{}", req.version.unwrap_or(1));
-        if has_token(header(req.headers, "upgrade"), "h2c") {
+        let path = req.path.unwrap_or_default();
+        let target = if path.len() <= MAX_TARGET {
+            path.to_string()
+        } else {
+            path.chars().take(MAX_TARGET).collect()
+        };
+        let version = version_text(req.version);
+        let known = KnownHeaders::of(req.headers);
+        if has_token(known.upgrade, "h2c") {
             self.upgrade_h2c_requested = true;
         }
-        let framing = if has_token(header(req.headers, "transfer-encoding"), "chunked") {
+        let framing = if has_token(known.transfer_encoding, "chunked") {
             Some(Body::ChunkSize(0))
         } else {
-            content_length(req.headers)
-                .filter(|&n| n > 0)
-                .map(Body::Length)
+            known.content_length().filter(|&n| n > 0).map(Body::Length)
         };
         out.push((
             ts_ns,
@@ -453,7 +535,7 @@ impl Http1 {
                 version,
             },
         ));
-        self.pending_methods.push_back(method.clone());
+        self.pending_methods.push_back(PendingMethod::of(&method));
         if self.pending_methods.len() > MAX_EXCHANGES {
             self.pending_methods.pop_front();
         }
@@ -484,22 +566,17 @@ impl Http1 {
             return;
         }
         let status = resp.code.unwrap_or(0);
-        let connection_close = has_token(header(resp.headers, "connection"), "close");
-        let keep_alive_timeout = header(resp.headers, "keep-alive").and_then(|v| {
-            String::from_utf8_lossy(v).split(',').find_map(|p| {
-                p.trim()
-                    .strip_prefix("timeout=")
-                    .and_then(|t| t.trim().parse().ok())
-            })
-        });
-        let chunked = has_token(header(resp.headers, "transfer-encoding"), "chunked");
-        let length = content_length(resp.headers);
-        let upgrade = header(resp.headers, "upgrade").map(|v| escape_bytes(v, 64));
+        let known = KnownHeaders::of(resp.headers);
+        let connection_close = has_token(known.connection, "close");
+        let keep_alive_timeout = known.keep_alive_timeout();
+        let chunked = has_token(known.transfer_encoding, "chunked");
+        let length = known.content_length();
+        let upgrade = known.upgrade.map(|v| escape_bytes(v, 64));
         out.push((
             ts_ns,
             ProtoKind::HttpResponseHead {
                 status,
-                version: format!("HTTP/1.{}", resp.version.unwrap_or(1)),
+                version: version_text(resp.version),
                 connection_close,
                 keep_alive_timeout,
                 content_length: length,
@@ -512,15 +589,14 @@ impl Http1 {
             return;
         }
         let method = self.pending_methods.pop_front();
-        let framing = if method.as_deref() == Some("HEAD") || status == 204 || status == 304 {
+        let connect = method == Some(PendingMethod::Connect);
+        let framing = if method == Some(PendingMethod::Head) || status == 204 || status == 304 {
             Framing::None
         } else if chunked {
             Framing::Chunked
         } else if let Some(n) = length {
             Framing::ContentLength(n)
-        } else if status == 101
-            || (method.as_deref() == Some("CONNECT") && (200..300).contains(&status))
-        {
+        } else if status == 101 || (connect && (200..300).contains(&status)) {
             Framing::None
         } else {
             Framing::UntilClose
@@ -535,9 +611,7 @@ impl Http1 {
         self.server.body_bytes = 0;
         self.server.state = match framing {
             _ if status == 101 => State::Switched,
-            _ if method.as_deref() == Some("CONNECT") && (200..300).contains(&status) => {
-                State::Switched
-            }
+            _ if connect && (200..300).contains(&status) => State::Switched,
             Framing::None | Framing::ContentLength(0) => {
                 if let Some(x) = self.exchanges.get_mut(self.next_response - 1) {
                     x.response_end_ns = Some(ts_ns);

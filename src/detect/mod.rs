@@ -68,7 +68,7 @@ pub struct Detector {
     http1: Option<Box<Http1>>,
     pub events: Vec<ProtoEvent>,
     pub events_dropped: u32,
-    first_bytes: [Vec<u8>; 2],
+    first_bytes: [FirstBytes; 2],
     protocol: [Protocol; 2],
     /// The server's first bytes hold the text TLS servers put in their 400 to a plain HTTP
     /// request (nginx: "The plain HTTP request was sent to HTTPS port", Go: "Client sent an
@@ -91,11 +91,43 @@ impl Default for Detector {
             http1: None,
             events: Vec::new(),
             events_dropped: 0,
-            first_bytes: [Vec::new(), Vec::new()],
+            first_bytes: [FirstBytes::default(); 2],
             protocol: [Protocol::None; 2],
             plain_to_https_marker: false,
             server_scanned: 0,
             tls13: false,
+        }
+    }
+}
+
+/// The first [`FIRST_BYTES`] bytes a side sent, kept inline: every connection has them, and
+/// a heap buffer each would cost two allocations per connection.
+#[derive(Clone, Copy)]
+struct FirstBytes {
+    bytes: [u8; FIRST_BYTES],
+    len: usize,
+}
+
+impl Default for FirstBytes {
+    fn default() -> Self {
+        FirstBytes {
+            bytes: [0; FIRST_BYTES],
+            len: 0,
+        }
+    }
+}
+
+impl FirstBytes {
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    fn extend(&mut self, more: &[u8]) {
+        let n = (FIRST_BYTES - self.len).min(more.len());
+        if let (Some(to), Some(from)) = (self.bytes.get_mut(self.len..self.len + n), more.get(..n))
+        {
+            to.copy_from_slice(from);
+            self.len += n;
         }
     }
 }
@@ -165,7 +197,7 @@ impl Detector {
 
     /// The first bytes of a side, escaped for display.
     pub fn first_bytes(&self, side: Side) -> String {
-        escape_bytes(&self.first_bytes[idx(side)], FIRST_BYTES)
+        escape_bytes(self.first_bytes[idx(side)].as_slice(), FIRST_BYTES)
     }
 
     /// The HTTP/1 exchanges, in order.
@@ -209,63 +241,65 @@ impl Detector {
         {
             let window = &bytes[..bytes.len().min(MARKER_SCAN - self.server_scanned)];
             self.server_scanned += window.len();
-            const MARKERS: [&[u8]; 2] = [b"sent to HTTPS port", b"HTTP request to an HTTPS server"];
-            self.plain_to_https_marker = MARKERS
-                .iter()
-                .any(|m| window.windows(m.len()).any(|w| w == *m));
+            // Every plaintext response passes here: SIMD substring searches built once.
+            static MARKERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
+                std::sync::LazyLock::new(|| {
+                    [
+                        memchr::memmem::Finder::new(b"sent to HTTPS port"),
+                        memchr::memmem::Finder::new(b"HTTP request to an HTTPS server"),
+                    ]
+                });
+            self.plain_to_https_marker = MARKERS.iter().any(|m| m.find(window).is_some());
         }
-        if self.first_bytes[i].len() < FIRST_BYTES {
-            let n = (FIRST_BYTES - self.first_bytes[i].len()).min(bytes.len());
-            self.first_bytes[i].extend_from_slice(&bytes[..n]);
-        }
-        let mut bytes = bytes;
+        self.first_bytes[i].extend(bytes);
+        // Undecided: gather bytes until the protocol is known, then replay them. Usually the
+        // first chunk decides, and is fed on without being copied.
         let mut ts = ts_ns;
-        // Undecided: gather bytes until the protocol is known, then replay them.
-        let replay;
+        let mut replay = None;
         if let Parser::Undecided(buf, first_ts) = &mut self.parsers[i] {
-            if buf.is_empty() {
-                *first_ts = ts_ns;
-            }
-            buf.extend_from_slice(bytes);
             let peer = self.protocol[1 - i];
-            match recognise(from, buf, peer) {
-                None => {
-                    if buf.len() > 4096 {
-                        self.parsers[i] = Parser::Opaque;
-                    }
-                    return;
+            let decided = if buf.is_empty() {
+                recognise(from, bytes, peer)
+            } else {
+                buf.extend_from_slice(bytes);
+                recognise(from, buf, peer)
+            };
+            let Some(p) = decided else {
+                if buf.is_empty() {
+                    *first_ts = ts_ns;
+                    buf.extend_from_slice(bytes);
                 }
-                Some(p) => {
-                    ts = *first_ts;
-                    replay = std::mem::take(buf);
-                    self.protocol[i] = p;
-                    self.parsers[i] = match p {
-                        Protocol::Tls => {
-                            Parser::Tls(Box::new(TlsDirection::new(from == Side::Client)))
-                        }
-                        Protocol::H2 => {
-                            Parser::H2(Box::new(H2Direction::new(from == Side::Client)))
-                        }
-                        Protocol::Http1 => {
-                            self.http1.get_or_insert_with(Box::default);
-                            Parser::Http1
-                        }
-                        _ => {
-                            self.push(
-                                ts,
-                                from,
-                                ProtoKind::Unrecognized {
-                                    first_bytes: escape_bytes(&replay, FIRST_BYTES),
-                                },
-                            );
-                            Parser::Opaque
-                        }
-                    };
-                    bytes = &replay;
+                if buf.len() > 4096 {
+                    self.parsers[i] = Parser::Opaque;
                 }
+                return;
+            };
+            if !buf.is_empty() {
+                ts = *first_ts;
+                replay = Some(std::mem::take(buf));
             }
+            let decided_bytes = replay.as_deref().unwrap_or(bytes);
+            self.protocol[i] = p;
+            self.parsers[i] = match p {
+                Protocol::Tls => Parser::Tls(Box::new(TlsDirection::new(from == Side::Client))),
+                Protocol::H2 => Parser::H2(Box::new(H2Direction::new(from == Side::Client))),
+                Protocol::Http1 => {
+                    self.http1.get_or_insert_with(Box::default);
+                    Parser::Http1
+                }
+                _ => {
+                    self.push(
+                        ts,
+                        from,
+                        ProtoKind::Unrecognized {
+                            first_bytes: escape_bytes(decided_bytes, FIRST_BYTES),
+                        },
+                    );
+                    Parser::Opaque
+                }
+            };
         }
-        self.feed(from, ts, bytes);
+        self.feed(from, ts, replay.as_deref().unwrap_or(bytes));
     }
 
     fn feed(&mut self, from: Side, ts: i64, bytes: &[u8]) {

@@ -283,6 +283,11 @@ impl<H: StreamHandler> Connection<H> {
         }
     }
 
+    /// 1-based number of the connection's first packet: unique, and the output order.
+    pub fn first_frame(&self) -> u64 {
+        self.first_frame
+    }
+
     pub fn last_ns(&self) -> i64 {
         self.last_ns
     }

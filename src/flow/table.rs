@@ -63,6 +63,11 @@ impl<H: StreamHandler> FlowTable<H> {
             port: p.dst_port,
         };
         let (key, from_lo) = FlowKey::of(src, dst);
+        self.packet_keyed(p, key, from_lo, frame);
+    }
+
+    /// [`Self::packet`] with the key (and which end of it sent `p`) already made.
+    pub fn packet_keyed(&mut self, p: &TcpPacket<'_>, key: FlowKey, from_lo: bool, frame: u64) {
         if let Some(conn) = self.live.get_mut(&key) {
             if !conn.is_superseded_by(p, from_lo, &self.cfg) {
                 conn.handle(p, from_lo, &self.cfg);
@@ -94,12 +99,17 @@ impl<H: StreamHandler> FlowTable<H> {
     pub fn tick(&mut self, now_ns: i64, frame: u64) {
         let now = now_ns;
         let cfg = self.cfg;
-        let first = self.done.len();
-        let expired = self.live.extract_if(|_, c| {
-            c.closed_ns().is_some_and(|t| now - t > cfg.linger_ns)
-                || now - c.last_ns() > cfg.idle_timeout_ns
-        });
-        for (_, c) in expired {
+        let mut expired: Vec<Box<Connection<H>>> = self
+            .live
+            .extract_if(|_, c| {
+                c.closed_ns().is_some_and(|t| now - t > cfg.linger_ns)
+                    || now - c.last_ns() > cfg.idle_timeout_ns
+            })
+            .map(|(_, c)| c)
+            .collect();
+        // Sorted while still boxed: sorting the finished records would move kilobytes each.
+        expired.sort_unstable_by_key(|c| c.first_frame());
+        for c in expired {
             let reason = if c.closed_ns().is_none() {
                 self.counters.idle_timeouts += 1;
                 Some(EndReason::IdleTimeout)
@@ -109,7 +119,6 @@ impl<H: StreamHandler> FlowTable<H> {
             self.done
                 .push(((frame << 1) | 1, (*c).finish(reason, None, &cfg)));
         }
-        self.done[first..].sort_by_key(|(_, r)| r.first_frame);
     }
 
     /// Makes room: finalizes the least recently active sixteenth of the live connections,
@@ -121,17 +130,19 @@ impl<H: StreamHandler> FlowTable<H> {
         if n < by_age.len() {
             by_age.select_nth_unstable(n);
         }
-        let first = self.done.len();
-        for (_, key) in by_age.into_iter().take(n) {
-            if let Some(c) = self.live.remove(&key) {
-                self.counters.evicted += 1;
-                self.done.push((
-                    frame << 1,
-                    (*c).finish(Some(EndReason::Evicted), None, &self.cfg),
-                ));
-            }
+        let mut evicted: Vec<Box<Connection<H>>> = by_age
+            .into_iter()
+            .take(n)
+            .filter_map(|(_, key)| self.live.remove(&key))
+            .collect();
+        evicted.sort_unstable_by_key(|c| c.first_frame());
+        for c in evicted {
+            self.counters.evicted += 1;
+            self.done.push((
+                frame << 1,
+                (*c).finish(Some(EndReason::Evicted), None, &self.cfg),
+            ));
         }
-        self.done[first..].sort_by_key(|(_, r)| r.first_frame);
     }
 
     /// Moves the records finished so far, in (decision frame, first frame) order, to `out`.
@@ -143,11 +154,11 @@ impl<H: StreamHandler> FlowTable<H> {
     /// have the decision frame `u64::MAX` and are taken with [`Self::take_finished`].
     pub fn finish(&mut self, end_ns: i64) {
         let cfg = self.cfg;
-        let first = self.done.len();
-        for (_, c) in self.live.drain() {
+        let mut open: Vec<Box<Connection<H>>> = self.live.drain().map(|(_, c)| c).collect();
+        open.sort_unstable_by_key(|c| c.first_frame());
+        for c in open {
             self.done
                 .push((u64::MAX, (*c).finish(None, Some(end_ns), &cfg)));
         }
-        self.done[first..].sort_by_key(|(_, r)| r.first_frame);
     }
 }
