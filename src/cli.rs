@@ -491,12 +491,14 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
                     input,
                     &config.flow,
                     shards,
-                    // Classified on the worker that tracked the connection.
+                    // Classified on the worker that tracked the connection; boxed, as the
+                    // pair is kilobytes and moves through the merge.
                     &|r| {
                         let verdict = classify(&r);
-                        (r, verdict)
+                        Box::new((r, verdict))
                     },
-                    &mut |(r, verdict)| {
+                    &mut |judged| {
+                        let (r, verdict) = *judged;
                         progress.connection();
                         if filter.keeps(&r, verdict.class) {
                             if markdown

@@ -83,6 +83,7 @@ type ConnKey = ((IpAddr, u16), (IpAddr, u16));
 pub(crate) struct Counter {
     s: InputStats,
     link_types: BTreeSet<LinkType>,
+    last_link: Option<LinkType>,
     /// Distinct 5-tuples, only when asked for: a second hash lookup per packet that the
     /// connection engine does not need.
     connections: Option<HashSet<ConnKey, foldhash::fast::FixedState>>,
@@ -127,6 +128,7 @@ impl Counter {
                 errors: Vec::new(),
             },
             link_types: BTreeSet::new(),
+            last_link: None,
             connections: conversations.then(HashSet::default),
             first_ns: None,
             last_ns: None,
@@ -160,7 +162,11 @@ impl Counter {
             self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
             self.last_ns = Some(self.last_ns.map_or(ts_ns, |l| l.max(ts_ns)));
         }
-        self.link_types.insert(link);
+        if self.last_link != Some(link) {
+            // Nearly every packet has the link type of the one before.
+            self.link_types.insert(link);
+            self.last_link = Some(link);
+        }
         match *d {
             Decoded::Tcp(ref t) => {
                 self.count_ip(t.ip);

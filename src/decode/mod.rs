@@ -157,7 +157,18 @@ impl Decoder {
     }
 
     pub fn decode<'a>(&'a mut self, frame: &Frame<'a>) -> Decoded<'a> {
-        let sliced = match strip_link(frame.link_type, frame.data) {
+        let link = strip_link(frame.link_type, frame.data);
+        let ipv4 = match link {
+            LinkPayload::Ethernet(bytes) if bytes.get(12..14) == Some(&[0x08, 0x00]) => {
+                bytes.get(14..)
+            }
+            LinkPayload::EtherType(0x0800, bytes) => Some(bytes),
+            _ => None,
+        };
+        if let Some(d) = ipv4.and_then(|bytes| whole_ipv4_tcp(frame, bytes)) {
+            return d;
+        }
+        let sliced = match link {
             LinkPayload::Ethernet(bytes) => match LaxSlicedPacket::from_ethernet(bytes) {
                 Ok(p) => p,
                 Err(_) => return malformed(None, "Ethernet header", true),
@@ -299,6 +310,31 @@ impl Decoder {
             }
         }
     }
+}
+
+/// The common case, a whole unfragmented IPv4 packet carrying a whole TCP header, read with
+/// etherparse's strict slices, which skip the lax slicer's bookkeeping (about a third of the
+/// decoding time). Everything else (cut or lying headers, fragments, a total length of 0,
+/// other protocols) returns `None` and takes the general path, which tells what it is.
+fn whole_ipv4_tcp<'a>(frame: &Frame<'a>, bytes: &'a [u8]) -> Option<Decoded<'a>> {
+    let v4 = etherparse::Ipv4Slice::from_slice(bytes).ok()?;
+    let payload = v4.payload();
+    if v4.is_payload_fragmented() || payload.ip_number != IpNumber::TCP {
+        return None;
+    }
+    let tcp = TcpSlice::from_slice(payload.payload).ok()?;
+    let h = v4.header();
+    let ip = IpHeaderFacts {
+        version: IpVersion::V4,
+        src: IpAddr::V4(Ipv4Addr::from(h.source())),
+        dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
+        ttl: h.ttl(),
+        protocol: payload.ip_number.0,
+        frame_len: frame.orig_len.max(frame.data.len() as u32),
+        // As in the general path; the strict slice already refused a total length of 0.
+        declared_payload: u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4),
+    };
+    Some(Decoded::Tcp(tcp_packet(frame.ts_ns, &ip, &tcp, false)))
 }
 
 /// The IP-layer facts that survive into a [`TcpPacket`].
