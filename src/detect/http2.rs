@@ -1,5 +1,5 @@
 //! HTTP/2 frames of one direction of a connection (RFC 9113), walked incrementally, with the
-//! header blocks decoded by HPACK (RFC 7541, through `loona-hpack`).
+//! header blocks decoded by HPACK (RFC 7541, [`super::hpack`]).
 //!
 //! Input: the direction's in-order bytes, in chunks cut anywhere (even inside the preface or a
 //! frame header), each with its capture time. Output: [`ProtoKind`] events (the preface,
@@ -12,7 +12,8 @@
 //!   bytes (pad length, priority, promised stream, RST_STREAM code, GOAWAY ids), one 6-byte
 //!   SETTINGS entry, at most [`MAX_GOAWAY_DEBUG`] bytes of GOAWAY debug data, one header block
 //!   of at most [`MAX_HEADER_BLOCK`] bytes, and an HPACK dynamic table held to
-//!   [`MAX_HPACK_TABLE_SIZE`]. DATA payloads are counted, never copied. No length read from the
+//!   [`MAX_HPACK_TABLE_SIZE`]. HPACK work is linear in the block, and a block may decode to
+//!   at most [`MAX_HEADER_LIST_SIZE`] bytes of fields. DATA payloads are counted, never copied. No length read from the
 //!   input sizes an allocation.
 //! - A protocol error or a capture gap is reported once, then the direction stops for good:
 //!   after either, frame boundaries are guesses, and events built on guesses would mislead.
@@ -23,10 +24,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use loona_hpack::Decoder;
 use serde::Serialize;
 
 use super::event::{ProtoKind, escape_bytes};
+use super::hpack::Decoder;
 
 /// The client connection preface, RFC 9113 §3.4.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -43,9 +44,16 @@ const KEEP_BLOCK_CAPACITY: usize = 4 << 10;
 /// Cap on the HPACK dynamic table size a size update may set (RFC 7541 §4.2, §6.3). The real
 /// bound is the SETTINGS_HEADER_TABLE_SIZE the receiving side announced (4096 by default;
 /// browsers announce up to 65536), which this direction does not see; without a cap the
-/// decoder would accept sizes up to 2^28 and let a hostile peer grow the table without end.
+/// decoder would accept sizes up to 2^32 - 1 and let a hostile peer grow the table without end.
 /// A larger update is an HPACK error.
 const MAX_HPACK_TABLE_SIZE: usize = 64 << 10;
+/// Cap on a decoded header list (RFC 9113 §6.5.2 sizes: name + value + 32 per field); a
+/// larger one is an HPACK error. The work is already bounded by [`MAX_HEADER_BLOCK`]; this
+/// bounds what a block may hand out by reference (65,536 one-byte references to a 64 KiB
+/// table entry would be 4 GiB). Real lists are a few KiB, and servers commonly refuse more than
+/// 16 KiB to 1 MiB; this stays above the 2.75 MB of the largest block of the smallest
+/// fields (64 KiB of one-byte `:method: GET` references), which must still decode.
+const MAX_HEADER_LIST_SIZE: usize = 4 << 20;
 /// Bytes kept of each decoded header value.
 const MAX_FIELD: usize = 1024;
 /// Bytes kept of GOAWAY debug data.
@@ -315,10 +323,8 @@ fn parse_digits(value: &[u8]) -> Option<u32> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-fn new_decoder() -> Decoder<'static> {
-    let mut decoder = Decoder::new();
-    decoder.set_max_allowed_table_size(MAX_HPACK_TABLE_SIZE);
-    decoder
+fn new_decoder() -> Decoder {
+    Decoder::new(MAX_HPACK_TABLE_SIZE, MAX_HEADER_LIST_SIZE)
 }
 
 /// Splits off up to `n` bytes from the front of `rest`.
@@ -344,7 +350,7 @@ pub struct H2Direction {
     block_buf: Vec<u8>,
     goaway_debug: Vec<u8>,
     /// One decoder per direction: its dynamic table spans all the direction's header blocks.
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     hpack_failed: bool,
     announced_max_frame_size: u32,
     counters: H2Counters,
@@ -777,9 +783,7 @@ impl H2Direction {
         if !self.hpack_failed {
             let decoded = self
                 .decoder
-                .decode_with_cb(&self.block_buf, |name: Cow<[u8]>, value: Cow<[u8]>| {
-                    fields.keep(&name, &value)
-                });
+                .decode(&self.block_buf, |name, value| fields.keep(name, value));
             if let Err(e) = decoded {
                 self.hpack_failed = true;
                 out.push((
@@ -1489,6 +1493,189 @@ mod tests {
         assert_eq!(
             error_detail(&out[1].1),
             "header block larger than 65536 bytes"
+        );
+    }
+
+    /// Issue 9: a header block that never ends, one byte per CONTINUATION. The buffer grows by
+    /// doubling (a handful of reallocations, not one per frame: no quadratic copying), stays
+    /// within the cap, and the overflow is reported once.
+    #[test]
+    fn endless_continuations_grow_linearly_and_stop_once() {
+        let mut d = H2Direction::new(false);
+        let mut out = Vec::new();
+        d.feed(0, &settings(&[]), DEFAULT_MAX_FRAME_SIZE, &mut out);
+        d.feed(
+            1,
+            &frame(ty::HEADERS, 0, 1, &[]),
+            DEFAULT_MAX_FRAME_SIZE,
+            &mut out,
+        );
+        let cont = frame(ty::CONTINUATION, 0, 1, &[0x82]);
+        let mut capacities = vec![d.block_buf.capacity()];
+        for _ in 0..100_000 {
+            d.feed(2, &cont, DEFAULT_MAX_FRAME_SIZE, &mut out);
+            if capacities.last() != Some(&d.block_buf.capacity()) {
+                capacities.push(d.block_buf.capacity());
+            }
+        }
+        assert!(capacities.len() <= 20, "{capacities:?}");
+        assert!(
+            capacities.iter().all(|&c| c <= MAX_HEADER_BLOCK),
+            "{capacities:?}"
+        );
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(
+            error_detail(&out[1].1),
+            "header block larger than 65536 bytes"
+        );
+        assert!(d.stopped());
+    }
+
+    /// Issue 9: after an HPACK failure blocks are no longer kept, but their length still
+    /// counts, so an endless block is still cut at the cap.
+    #[test]
+    fn endless_block_after_hpack_failure_is_still_capped() {
+        let mut s = settings(&[]);
+        s.extend(frame(ty::HEADERS, flag::END_HEADERS, 1, &[0x80]));
+        s.extend(frame(ty::HEADERS, 0, 3, &[0x82; 1000]));
+        let cont = frame(ty::CONTINUATION, 0, 3, &[0x82; 16_000]);
+        let mut d = H2Direction::new(false);
+        let mut out = Vec::new();
+        d.feed(0, &s, DEFAULT_MAX_FRAME_SIZE, &mut out);
+        let kept = d.block_buf.capacity();
+        assert!(kept <= KEEP_BLOCK_CAPACITY);
+        for _ in 0..10 {
+            d.feed(1, &cont, DEFAULT_MAX_FRAME_SIZE, &mut out);
+            assert!(d.block_buf.is_empty(), "nothing is kept after a failure");
+            assert!(d.block_buf.capacity() <= kept);
+        }
+        let k = kinds(&out);
+        assert_eq!(k.len(), 4, "{k:?}");
+        assert!(error_detail(&k[1]).starts_with("HPACK: Indexed field with index 0"));
+        assert_eq!(k[2], headers(1, false));
+        assert_eq!(error_detail(&k[3]), "header block larger than 65536 bytes");
+    }
+
+    /// Issue 9: frame lengths up to 2^24 - 1. Past the peer's SETTINGS_MAX_FRAME_SIZE it is a
+    /// protocol error even inside a header block, before any payload is read; within a
+    /// raised limit, a 16 MiB HEADERS frame is cut at the header block cap.
+    #[test]
+    fn huge_header_frames() {
+        let mut open = frame(ty::HEADERS, 0, 1, &[0x82]);
+        open.extend_from_slice(&[0xff, 0xff, 0xff, ty::CONTINUATION, 0, 0, 0, 0, 1]);
+        let detail = single_error(&open, DEFAULT_MAX_FRAME_SIZE, 0);
+        assert!(
+            detail.starts_with(
+                "CONTINUATION frame of 16777215 bytes exceeds SETTINGS_MAX_FRAME_SIZE 16384"
+            ),
+            "{detail}"
+        );
+        let detail = single_error(
+            &[0x00, 0x40, 0x01, ty::HEADERS, flag::END_HEADERS, 0, 0, 0, 1],
+            DEFAULT_MAX_FRAME_SIZE,
+            0,
+        );
+        assert!(
+            detail.starts_with("HEADERS frame of 16385 bytes exceeds"),
+            "{detail}"
+        );
+
+        let mut d = H2Direction::new(false);
+        let mut out = Vec::new();
+        d.feed(0, &settings(&[]), MAX_MAX_FRAME_SIZE, &mut out);
+        d.feed(
+            1,
+            &[0xff, 0xff, 0xff, ty::HEADERS, flag::END_HEADERS, 0, 0, 0, 1],
+            MAX_MAX_FRAME_SIZE,
+            &mut out,
+        );
+        let chunk = [0x82u8; 10_000];
+        for i in 0..100 {
+            d.feed(2 + i, &chunk, MAX_MAX_FRAME_SIZE, &mut out);
+            assert!(d.block_buf.capacity() <= MAX_HEADER_BLOCK);
+        }
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(
+            error_detail(&out[1].1),
+            "header block larger than 65536 bytes"
+        );
+        assert_eq!(out[1].0, 2 + 6, "the 7th chunk crosses 64 KiB");
+        assert!(d.stopped());
+    }
+
+    /// A block that references a large dynamic table entry over and over decodes to more than
+    /// MAX_HEADER_LIST_SIZE: an HPACK error, reported once, and the walk goes on.
+    #[test]
+    fn header_list_past_the_cap_is_an_hpack_error() {
+        // A 32 KiB table (size update: 31 + 97 + 127 * 128 + 1 * 16384), then grpc-message (a
+        // literal name) with a 16,000-byte value (127 + 1 + 124 * 128), added to the table.
+        let mut block = vec![0x3f, 0xe1, 0xff, 0x01, 0x40, 12];
+        block.extend_from_slice(b"grpc-message");
+        block.extend_from_slice(&[0x7f, 0x81, 0x7c]);
+        block.extend(std::iter::repeat_n(b'm', 16_000));
+        let mut s = settings(&[]);
+        s.extend(frame(ty::HEADERS, flag::END_HEADERS, 1, &block));
+        // 300 references to it: 4.8 MB (16,044 bytes each, RFC 9113 §6.5.2) from 300 bytes.
+        s.extend(frame(ty::HEADERS, flag::END_HEADERS, 3, &[0x80 | 62; 300]));
+        s.extend(frame(ty::HEADERS, flag::END_HEADERS, 5, &[0x88]));
+        let (out, d) = run(false, &[&s]);
+        let k = kinds(&out);
+        assert_eq!(k.len(), 5, "{k:?}");
+        assert!(
+            matches!(&k[1], ProtoKind::H2Headers { grpc_message: Some(m), .. } if m.len() == MAX_FIELD)
+        );
+        let detail = error_detail(&k[2]);
+        assert!(
+            detail.starts_with("HPACK: Decoded header list larger than 4194304 bytes"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("(header block of 300 bytes on stream 3)"),
+            "{detail}"
+        );
+        assert_eq!(k[3], headers(3, false));
+        assert_eq!(
+            k[4],
+            headers(5, false),
+            "fields stay unknown after an HPACK failure"
+        );
+        assert!(!d.stopped());
+    }
+
+    /// A Huffman-coded response head decodes through the frame walk.
+    #[test]
+    fn huffman_fields_decode() {
+        use crate::detect::hpack::huffman_encode;
+        let mut block = vec![0x08]; // :status (static name 8), literal without indexing
+        let status = huffman_encode(b"503");
+        block.push(0x80 | status.len() as u8);
+        block.extend_from_slice(&status);
+        let name = huffman_encode(b"grpc-status");
+        block.extend_from_slice(&[0x00, 0x80 | name.len() as u8]); // new name, Huffman
+        block.extend_from_slice(&name);
+        let value = huffman_encode(b"14");
+        block.push(0x80 | value.len() as u8);
+        block.extend_from_slice(&value);
+        let mut s = settings(&[]);
+        s.extend(frame(
+            ty::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &block,
+        ));
+        let (out, _) = run(false, &[&s]);
+        assert_eq!(
+            kinds(&out)[1],
+            ProtoKind::H2Headers {
+                stream_id: 1,
+                end_stream: true,
+                method: None,
+                path: None,
+                authority: None,
+                status: Some(503),
+                grpc_status: Some(14),
+                grpc_message: None,
+            }
         );
     }
 

@@ -15,6 +15,7 @@
 //! that lost its framing stops rather than guess.
 
 pub mod event;
+pub mod hpack;
 pub mod http1;
 pub mod http2;
 pub mod tls;
