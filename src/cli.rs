@@ -45,6 +45,10 @@ struct AnalyzeArgs {
     /// Also list the connections that did not fail.
     #[arg(long)]
     all: bool,
+    /// List at most N connections (in the order they finished); the summary still counts
+    /// all. Each listed connection is held in memory until the report is written.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_listed: usize,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -213,6 +217,9 @@ enum Format {
     /// The analysis only: a ticket-ready report (summary, findings, table, one ladder
     /// diagram per failure class).
     Markdown,
+    /// The analysis only: one self-contained page (summary, a chart of failures over time,
+    /// a sortable and filterable table, a ladder diagram of each failing connection).
+    Html,
 }
 
 /// What the command runs with, validated.
@@ -258,9 +265,9 @@ impl Config {
     }
 }
 
-/// Exit statuses: 0 when every input was read cleanly and (for the analysis) no connection
-/// failed, 1 when failing connections were found, 2 when an input could not be read or had
-/// faults. A closed stdout (`| head`) ends quietly with 0.
+/// Exit statuses: 0 when every input could be read, in whole or in part, and (for the
+/// analysis) no connection failed; 1 when failing connections were found; 2 when an input
+/// could not be read at all. A closed stdout (`| head`) ends quietly with 0.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -269,10 +276,12 @@ pub fn run() -> ExitCode {
         Some(Command::Explain(a)) => run_explain(a),
         None => {
             let all = cli.run.all;
+            let max_listed = cli.run.max_listed;
             match Filter::new(cli.run.filter) {
                 Ok(filter) => run_analysis(
                     &Config::new(cli.run.common, Some(cli.run.engine)),
                     all,
+                    max_listed,
                     &filter,
                 ),
                 Err(e) => {
@@ -316,6 +325,8 @@ fn for_inputs<T: Send>(
     Ok((results, !arg_errors.is_empty()))
 }
 
+/// Warns of an input's faults on stderr; returns whether the input could not be read at all
+/// (exit status 2). An input cut short or damaged after some packets still gave a result.
 fn report_faults(config: &Config, s: &InputStats) -> bool {
     if !config.quiet {
         for e in &s.errors {
@@ -325,17 +336,21 @@ fn report_faults(config: &Config, s: &InputStats) -> bool {
             );
         }
     }
-    s.has_errors()
+    s.unreadable()
 }
 
-/// Refuses the CSV format where it does not exist (only the analysis has flat rows).
+/// Refuses the formats that exist only for the analysis (flat rows, reports).
 fn csv_only_for_analysis(config: &Config, command: &str) -> Option<ExitCode> {
-    (config.format == Format::Csv).then(|| {
-        eprintln!(
-            "rstscope: --format csv is for the analysis (rstscope <INPUT>...), not for {command}"
-        );
-        ExitCode::from(2)
-    })
+    let name = match config.format {
+        Format::Csv => "csv",
+        Format::Markdown => "markdown",
+        Format::Html => "html",
+        Format::Table | Format::Json | Format::Ndjson => return None,
+    };
+    eprintln!(
+        "rstscope: --format {name} is for the analysis (rstscope <INPUT>...), not for {command}"
+    );
+    Some(ExitCode::from(2))
 }
 
 fn run_stats(config: &Config) -> io::Result<ExitCode> {
@@ -363,7 +378,7 @@ fn run_stats(config: &Config) -> io::Result<ExitCode> {
                 writeln!(out)?;
             }
         }
-        Format::Csv | Format::Markdown => unreachable!("rejected before reading"),
+        Format::Csv | Format::Markdown | Format::Html => unreachable!("rejected before reading"),
     }
     out.flush()?;
     Ok(if failed {
@@ -459,22 +474,28 @@ fn write_flow(
 ) -> io::Result<()> {
     match format {
         Format::Table => report::flows::write_text(out, r),
-        Format::Json | Format::Ndjson | Format::Csv | Format::Markdown => {
+        Format::Json | Format::Ndjson | Format::Csv | Format::Markdown | Format::Html => {
             report::flows::write_ndjson(out, capture, r)
         }
     }
 }
 
-fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitCode> {
+fn run_analysis(
+    config: &Config,
+    all: bool,
+    max_listed: usize,
+    filter: &Filter,
+) -> io::Result<ExitCode> {
     let (inputs, arg_errors) = expand_inputs(&config.inputs);
     for (arg, e) in &arg_errors {
         eprintln!("rstscope: {arg}: {e}");
     }
     let mut input_failed = !arg_errors.is_empty();
-    let mut findings = Findings::default();
+    let mut findings = Findings::listing_at_most(max_listed);
     let shards = if inputs.len() == 1 { config.jobs } else { 1 };
     let progress = Progress::new(&inputs, config.quiet);
     let markdown = config.format == Format::Markdown;
+    let html = config.format == Format::Html;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.jobs)
         .build()
@@ -486,37 +507,52 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
             .par_iter()
             .enumerate()
             .map(|(n, input)| {
-                let mut f = Findings::default();
+                let mut f = Findings::listing_at_most(max_listed);
                 let summary = analyze_with_progress::<Detector, _>(
                     input,
                     &config.flow,
                     shards,
-                    // Classified on the worker that tracked the connection; boxed, as the
-                    // pair is kilobytes and moves through the merge.
+                    // Classified and filtered on the worker that tracked the connection,
+                    // where the record is also freed unless a ladder diagram needs it; what
+                    // moves on to the merge is boxed, as it is a kilobyte.
                     &|r| {
                         let verdict = classify(&r);
-                        Box::new((r, verdict))
+                        if !filter.keeps(&r, verdict.class) {
+                            return None;
+                        }
+                        let judged = Judged::new(&input.display, &r, verdict);
+                        let ladder = judged.verdict.class.is_failure() && (markdown || html);
+                        Some(Box::new((judged, ladder.then_some(r))))
                     },
-                    &mut |judged| {
-                        let (r, verdict) = *judged;
+                    &mut |prepared| {
                         progress.connection();
-                        if filter.keeps(&r, verdict.class) {
-                            if markdown
-                                && verdict.class.is_failure()
-                                && !f.ladders.contains_key(&verdict.class)
-                            {
+                        let Some(prepared) = prepared else {
+                            return;
+                        };
+                        let (judged, record) = *prepared;
+                        if let Some(r) = &record {
+                            let class = judged.verdict.class;
+                            if markdown && !f.ladders.contains_key(&class) {
                                 let mut ladder = Vec::new();
-                                if explain::write_explain(&mut ladder, &input.display, &r, &verdict)
-                                    .is_ok()
+                                if explain::write_explain(
+                                    &mut ladder,
+                                    &input.display,
+                                    r,
+                                    &judged.verdict,
+                                )
+                                .is_ok()
                                 {
                                     f.ladders.insert(
-                                        verdict.class,
+                                        class,
                                         String::from_utf8_lossy(&ladder).into_owned(),
                                     );
                                 }
                             }
-                            f.add(Judged::new(&input.display, &r, verdict), all);
+                            if html {
+                                f.html_ladders.offer(&input.display, r);
+                            }
                         }
+                        f.add(judged, all);
                     },
                     &|read| progress.read(n, read),
                 );
@@ -525,9 +561,20 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
             .collect()
     });
     progress.finish();
+    // The capture time span, for the html page's title.
+    let (mut first, mut last): (Option<String>, Option<String>) = (None, None);
     for (summary, f) in per_input {
         input_failed |= report_faults(config, &summary.stats);
+        first = first.into_iter().chain(summary.stats.first).min();
+        last = last.into_iter().chain(summary.stats.last).max();
+        findings.evicted += summary.table.evicted;
         findings.merge(f);
+    }
+    if findings.unlisted > 0 && !config.quiet {
+        eprintln!(
+            "rstscope: {} connections were not listed (--max-listed {max_listed}); the summary counts them",
+            findings.unlisted
+        );
     }
     let mut out = open_output(config)?;
     match config.format {
@@ -561,6 +608,17 @@ fn run_analysis(config: &Config, all: bool, filter: &Filter) -> io::Result<ExitC
         }
         Format::Csv => verdicts::write_csv(&mut out, &findings)?,
         Format::Markdown => verdicts::write_markdown(&mut out, &findings, inputs.len())?,
+        Format::Html => report::html::write_html(
+            &mut out,
+            &findings,
+            &report::html::Page {
+                inputs: &config.inputs,
+                captures: inputs.len(),
+                first,
+                last,
+                all,
+            },
+        )?,
     }
     out.flush()?;
     if inputs.is_empty() && arg_errors.is_empty() && !config.quiet {

@@ -4,6 +4,9 @@
 //! The packet and TCP conversation counts are the ones `capinfos` and
 //! `tshark -q -z conv,tcp` report for the same file; tests compare them.
 
+// No unwrap or expect outside tests: input bytes never panic this module (clippy enforces it).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 
@@ -74,6 +77,13 @@ impl InputStats {
     /// Whether reading this input met a fault (the input is corrupt or cut short).
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty() || self.skipped_records > 0
+    }
+
+    /// Whether nothing of this input could be read: it could not be opened, or a fatal fault
+    /// came before its first packet. A fault after some packets leaves a partial result, which
+    /// is still reported.
+    pub fn unreadable(&self) -> bool {
+        self.packets == 0 && self.errors.iter().any(|e| e.fatal)
     }
 }
 

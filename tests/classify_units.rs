@@ -572,3 +572,445 @@ fn healthy_and_unknowable() {
         .verdict();
     assert_class(&v, Class::IncompleteCapture);
 }
+
+// ---------------------------------------------------------------------------------------
+// Connections the caps cut short, and closes that must not be read as the server's answer.
+
+/// Packets of several connections between 127.0.0.1:`client_port` and 127.0.0.1:8080, in one
+/// table holding at most `max_live` connections: (time, client port, sender, flags, payload,
+/// seq, ack).
+type Packet<'a> = (i64, u16, usize, u8, &'a [u8], u32, u32);
+
+/// The records of `packets` (in the order the table finished them) and the table's counts.
+fn records(
+    max_live: usize,
+    packets: &[Packet<'_>],
+) -> (
+    Vec<rstscope::flow::ConnectionRecord<Detector>>,
+    rstscope::flow::TableCounters,
+) {
+    let mut table = FlowTable::<Detector>::new(FlowConfig::default(), max_live);
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for (i, &(ts, client_port, who, flags, data, seq, ack)) in packets.iter().enumerate() {
+        let (sp, dp) = if who == CLIENT {
+            (client_port, 8080)
+        } else {
+            (8080, client_port)
+        };
+        let p = TcpPacket {
+            ts_ns: ts,
+            ip: IpVersion::V4,
+            src: ip,
+            dst: ip,
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            window: 512,
+            ttl: 64,
+            options: &[],
+            payload: data,
+            payload_len: data.len() as u32,
+            reassembled: false,
+            frame_len: 54 + data.len() as u32,
+        };
+        table.packet(&p, i as u64 + 1);
+    }
+    let end = packets.last().map_or(0, |p| p.0);
+    table.finish(end);
+    let mut done = Vec::new();
+    table.take_finished(&mut done);
+    (done.into_iter().map(|(_, r)| r).collect(), table.counters)
+}
+
+/// The record of the connection from `client_port`.
+fn record_of(
+    records: &[rstscope::flow::ConnectionRecord<Detector>],
+    client_port: u16,
+) -> &rstscope::flow::ConnectionRecord<Detector> {
+    let found: Vec<_> = records
+        .iter()
+        .filter(|r| r.client.port == client_port)
+        .collect();
+    assert_eq!(found.len(), 1, "one connection from port {client_port}");
+    found[0]
+}
+
+const T0: i64 = 1_700_000_000 * S;
+/// Client and server initial sequence numbers of the connections below.
+const CI: u32 = 1000;
+const SI: u32 = 50_000;
+
+#[test]
+fn an_evicted_half_open_connection_says_the_connection_cap_cut_it_short() {
+    // Room for one connection: the second SYN evicts the first, still unanswered.
+    let (recs, counters) = records(
+        1,
+        &[
+            (T0, 40_000, CLIENT, SYN, b"", CI, 0),
+            (T0 + MS, 40_001, CLIENT, SYN, b"", CI, 0),
+        ],
+    );
+    assert_eq!(counters.evicted, 1);
+    let evicted = record_of(&recs, 40_000);
+    assert_eq!(evicted.end, rstscope::flow::EndReason::Evicted);
+    let v = classify(evicted);
+    assert_class(&v, Class::IncompleteCapture);
+    assert!(
+        v.explanation.contains("live-connection cap"),
+        "{}",
+        v.explanation
+    );
+    assert!(
+        v.explanation.contains("--max-connections"),
+        "{}",
+        v.explanation
+    );
+    assert!(!v.explanation.contains("One SYN"), "{}", v.explanation);
+    assert_ne!(v.confidence, Confidence::Certain);
+    // The one the capture ended on is no eviction.
+    let last = classify(record_of(&recs, 40_001));
+    assert_class(&last, Class::IncompleteCapture);
+    assert!(
+        !last.explanation.contains("--max-connections"),
+        "{}",
+        last.explanation
+    );
+}
+
+#[test]
+fn an_evicted_connection_waiting_for_its_response_is_cut_short_not_unanswered() {
+    let (recs, _) = records(
+        1,
+        &[
+            (T0, 40_000, CLIENT, SYN, b"", CI, 0),
+            (T0 + MS, 40_000, SERVER, SYN | ACK, b"", SI, CI + 1),
+            (T0 + 2 * MS, 40_000, CLIENT, ACK, b"", CI + 1, SI + 1),
+            (T0 + 3 * MS, 40_000, CLIENT, PSH, GET, CI + 1, SI + 1),
+            (T0 + 4 * MS, 40_001, CLIENT, SYN, b"", CI, 0),
+        ],
+    );
+    let v = classify(record_of(&recs, 40_000));
+    assert_class(&v, Class::IncompleteCapture);
+    assert!(
+        v.explanation.contains("--max-connections"),
+        "{}",
+        v.explanation
+    );
+    assert!(
+        !v.explanation.contains("capture ended"),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
+fn an_evicted_connection_the_server_had_closed_keeps_its_verdict_and_names_the_cap() {
+    // The server's FIN before any response decides; only the client's side was still open.
+    let (recs, counters) = records(
+        1,
+        &[
+            (T0, 40_000, CLIENT, SYN, b"", CI, 0),
+            (T0 + MS, 40_000, SERVER, SYN | ACK, b"", SI, CI + 1),
+            (T0 + 2 * MS, 40_000, CLIENT, ACK, b"", CI + 1, SI + 1),
+            (T0 + 3 * MS, 40_000, CLIENT, PSH, GET, CI + 1, SI + 1),
+            (
+                T0 + 300 * MS,
+                40_000,
+                SERVER,
+                FIN,
+                b"",
+                SI + 1,
+                CI + 1 + GET.len() as u32,
+            ),
+            (T0 + 400 * MS, 40_001, CLIENT, SYN, b"", CI, 0),
+        ],
+    );
+    assert_eq!(counters.evicted, 1);
+    let v = classify(record_of(&recs, 40_000));
+    assert_class(&v, Class::ClosedBeforeResponse);
+    assert!(
+        v.explanation.contains("--max-connections"),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
+fn connections_that_had_closed_are_not_counted_as_evicted_and_end_as_they_closed() {
+    let response_end = SI + 1 + OK_RESPONSE.len() as u32;
+    let request_end = CI + 1 + GET.len() as u32;
+    let (recs, counters) = records(
+        1,
+        &[
+            // Both FINs: closed, lingering for trailing packets.
+            (T0, 40_000, CLIENT, SYN, b"", CI, 0),
+            (T0 + MS, 40_000, SERVER, SYN | ACK, b"", SI, CI + 1),
+            (T0 + 2 * MS, 40_000, CLIENT, ACK, b"", CI + 1, SI + 1),
+            (T0 + 3 * MS, 40_000, CLIENT, PSH, GET, CI + 1, SI + 1),
+            (
+                T0 + 4 * MS,
+                40_000,
+                SERVER,
+                PSH,
+                OK_RESPONSE,
+                SI + 1,
+                request_end,
+            ),
+            (
+                T0 + 5 * MS,
+                40_000,
+                CLIENT,
+                FIN,
+                b"",
+                request_end,
+                response_end,
+            ),
+            (
+                T0 + 6 * MS,
+                40_000,
+                SERVER,
+                FIN,
+                b"",
+                response_end,
+                request_end + 1,
+            ),
+            // Refused: closed by the RST. Taking its place evicts the closed one above.
+            (T0 + 7 * MS, 40_001, CLIENT, SYN, b"", CI, 0),
+            (T0 + 8 * MS, 40_001, SERVER, RST, b"", 0, CI + 1),
+            // And this one evicts the refused one.
+            (T0 + 9 * MS, 40_002, CLIENT, SYN, b"", CI, 0),
+        ],
+    );
+    assert_eq!(counters.evicted, 0, "closed connections are not cut short");
+    let closed = record_of(&recs, 40_000);
+    assert_eq!(closed.end, rstscope::flow::EndReason::Closed);
+    let v = classify(closed);
+    assert_class(&v, Class::Ok);
+    assert!(!v.explanation.contains("cap"), "{}", v.explanation);
+    let refused = record_of(&recs, 40_001);
+    assert_eq!(refused.end, rstscope::flow::EndReason::Reset);
+    assert_class(&classify(refused), Class::ConnectRefused);
+}
+
+impl Script {
+    /// A segment at an explicit sequence number, leaving the script's numbering alone.
+    fn send_seq(mut self, who: usize, flags: u8, data: &[u8], seq: u32) -> Self {
+        let ack = self.seq[1 - who];
+        self.packets
+            .push((self.now, who, flags, data.to_vec(), seq, ack));
+        self.now += 100_000;
+        self
+    }
+
+    /// The verdict with another engine configuration.
+    fn verdict_with(self, cfg: FlowConfig) -> Verdict {
+        let mut table = FlowTable::<Detector>::new(cfg, 16);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for (i, (ts, who, flags, data, seq, ack)) in self.packets.iter().enumerate() {
+            let (sp, dp) = if *who == CLIENT {
+                (40000, 8080)
+            } else {
+                (8080, 40000)
+            };
+            let p = TcpPacket {
+                ts_ns: *ts,
+                ip: IpVersion::V4,
+                src: ip,
+                dst: ip,
+                src_port: sp,
+                dst_port: dp,
+                seq: *seq,
+                ack: *ack,
+                flags: TcpFlags(*flags),
+                window: 512,
+                ttl: 64,
+                options: &[],
+                payload: data,
+                payload_len: data.len() as u32,
+                reassembled: false,
+                frame_len: 54 + data.len() as u32,
+            };
+            table.packet(&p, i as u64 + 1);
+        }
+        table.finish(self.now);
+        let mut done = Vec::new();
+        table.take_finished(&mut done);
+        assert_eq!(done.len(), 1, "one connection");
+        classify(&done[0].1)
+    }
+}
+
+#[test]
+fn a_response_given_up_by_the_out_of_order_buffer_cap_is_no_close_before_response() {
+    // The response arrives back to front: its last two pieces overflow a 16-byte buffer, so
+    // the hole before them (the status line) is given up. Then the server closes.
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789";
+    let (head, rest) = response.split_at(17);
+    let (middle, tail) = rest.split_at(rest.len() - 12);
+    let script = Script::new().handshake().send(CLIENT, PSH, GET);
+    let base = script.seq[SERVER];
+    let mut s = script
+        .at(5 * MS)
+        .send_seq(SERVER, PSH, tail, base + (head.len() + middle.len()) as u32)
+        .send_seq(SERVER, PSH, middle, base + head.len() as u32)
+        .send_seq(SERVER, PSH, head, base);
+    s.seq[SERVER] = base + response.len() as u32;
+    let cfg = FlowConfig {
+        max_buffered_per_direction: 16,
+        ..FlowConfig::default()
+    };
+    let v = s
+        .send(SERVER, FIN, b"")
+        .send(CLIENT, FIN, b"")
+        .verdict_with(cfg);
+    assert_class(&v, Class::IncompleteCapture);
+    for what in ["out-of-order buffer cap", "--max-buffer", "17 bytes"] {
+        assert!(v.explanation.contains(what), "{what}: {}", v.explanation);
+    }
+    assert!(
+        !v.explanation.contains("without sending any"),
+        "{}",
+        v.explanation
+    );
+    assert_eq!((v.closed_by, v.close), (Some(Side::Server), CloseKind::Fin));
+}
+
+#[test]
+fn a_response_the_capture_lost_on_a_reused_connection_is_no_close_before_response() {
+    // The second response was sent but not captured: the client acknowledges it, then the
+    // server closes the idle connection.
+    let lost = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let mut s = Script::new()
+        .handshake()
+        .send(CLIENT, PSH, GET)
+        .send(SERVER, PSH, OK_RESPONSE)
+        .at(S)
+        .send(CLIENT, PSH, GET);
+    s.seq[SERVER] += lost.len() as u32;
+    let v = s
+        .at(10 * MS)
+        .send(CLIENT, ACK, b"")
+        .at(S)
+        .send(SERVER, FIN, b"")
+        .verdict();
+    assert_class(&v, Class::IncompleteCapture);
+    assert!(v.explanation.contains("capture lost"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains(&format!("{} bytes", lost.len())),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
+fn a_gap_inside_an_earlier_body_leaves_a_later_close_before_response_alone() {
+    // The first response's body misses 10 bytes the client acknowledges with its second
+    // request; the server then closes without answering that request.
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n0123456789";
+    let mut s = Script::new()
+        .handshake()
+        .send(CLIENT, PSH, GET)
+        .send(SERVER, PSH, head);
+    s.seq[SERVER] += 10;
+    let s = s
+        .send(SERVER, PSH, b"0123456789")
+        .at(S)
+        .send(CLIENT, PSH, GET);
+    let v = s.at(300 * MS).send(SERVER, FIN, b"").verdict();
+    assert_class(&v, Class::ClosedBeforeResponse);
+    assert_eq!(v.requests[0].outcome, "complete");
+}
+
+/// A ClientHello whose record header claims 16 KB, cut after `keep` bytes.
+fn cut_client_hello(keep: usize) -> Vec<u8> {
+    let mut b = client_hello(&["h2"]);
+    b[3..5].copy_from_slice(&16_384u16.to_be_bytes());
+    b.truncate(keep);
+    b
+}
+
+#[test]
+fn a_client_that_closes_in_the_middle_of_its_client_hello_aborted_it() {
+    let v = Script::new()
+        .handshake()
+        .send(CLIENT, PSH, &cut_client_hello(40))
+        .at(50 * MS)
+        .send(CLIENT, FIN, b"")
+        .send(SERVER, FIN, b"")
+        .verdict();
+    assert_class(&v, Class::ClientAbort);
+    assert_eq!((v.closed_by, v.close), (Some(Side::Client), CloseKind::Fin));
+    assert_eq!(v.phase.id(), "tls");
+    assert!(
+        v.explanation.starts_with("The client closed"),
+        "{}",
+        v.explanation
+    );
+    assert!(
+        !v.explanation.contains("server closed"),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
+fn a_server_close_is_its_answer_to_the_client_hello_only_when_it_came_first() {
+    // The server closes first: it does not speak TLS on this port.
+    let server_first = Script::new()
+        .handshake()
+        .send(CLIENT, PSH, &client_hello(&["h2"]))
+        .send(SERVER, FIN, b"")
+        .send(CLIENT, FIN, b"")
+        .verdict();
+    assert_class(&server_first, Class::TlsToPlaintextPort);
+    // The client gives up first on a silent server: the server's FIN only answers it.
+    let client_first = Script::new()
+        .handshake()
+        .send(CLIENT, PSH, &client_hello(&["h2"]))
+        .at(3 * S)
+        .send(CLIENT, FIN, b"")
+        .send(SERVER, FIN, b"")
+        .verdict();
+    assert_class(&client_first, Class::TlsHandshakeAborted);
+    assert_eq!(client_first.closed_by, Some(Side::Client));
+    assert!(
+        client_first.explanation.starts_with("The client closed"),
+        "{}",
+        client_first.explanation
+    );
+}
+
+#[test]
+fn a_record_closed_by_the_idle_timeout_does_not_claim_the_capture_ended() {
+    // One SYN, then 1000 s of capture without a packet of it (past the 900 s idle timeout).
+    let syn = Script::new().send(CLIENT, SYN, b"").at(1000 * S).verdict();
+    assert_class(&syn, Class::IncompleteCapture);
+    assert!(
+        syn.explanation.contains("--idle-timeout"),
+        "{}",
+        syn.explanation
+    );
+    assert!(
+        !syn.explanation.contains("capture ended"),
+        "{}",
+        syn.explanation
+    );
+    let waiting = Script::new()
+        .handshake()
+        .send(CLIENT, PSH, GET)
+        .at(1000 * S)
+        .verdict();
+    assert_class(&waiting, Class::IncompleteCapture);
+    assert!(
+        waiting.explanation.contains("--idle-timeout"),
+        "{}",
+        waiting.explanation
+    );
+    assert!(
+        !waiting.explanation.contains("capture ended"),
+        "{}",
+        waiting.explanation
+    );
+}

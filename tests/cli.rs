@@ -96,7 +96,7 @@ fn folders_are_walked_and_captures_found_by_magic_bytes_not_names() {
 }
 
 #[test]
-fn a_broken_input_is_named_with_its_offset_and_exits_two() {
+fn a_broken_input_is_named_with_its_offset_and_its_packets_still_count() {
     let dir = tempfile::tempdir().unwrap();
     let full = std::fs::read(ingest("http-v4.pcap")).unwrap();
     let cut = dir.path().join("cut.pcap");
@@ -106,7 +106,8 @@ fn a_broken_input_is_named_with_its_offset_and_exits_two() {
         .arg(&cut)
         .arg(ingest("http-v6.pcap"))
         .assert()
-        .code(2)
+        // Exit status 2 is for an input that could not be read at all.
+        .code(0)
         .stderr(predicate::str::contains(
             "cut.pcap: at byte offset 4230: capture is truncated",
         ))
@@ -187,25 +188,54 @@ fn flows_lists_connections_and_any_thread_count_prints_the_same_bytes() {
     }
 }
 
-#[test]
-fn the_connection_cap_closes_the_least_recently_active_and_says_so() {
+fn flows_ndjson(args: &[&str], capture: &str) -> Vec<serde_json::Value> {
     let out = rstscope()
-        .args(["flows", "--max-connections", "1", "--format", "ndjson"])
-        .arg(samples().join("flows/mid-connection.pcap"))
+        .args(["flows", "--format", "ndjson"])
+        .args(args)
+        .arg(samples().join(capture))
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
-    let records: Vec<serde_json::Value> = String::from_utf8(out)
+    String::from_utf8(out)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // The long connection was still held (closed, lingering) when the second one started:
-    // it was evicted to make room, and both are reported.
+        .collect()
+}
+
+#[test]
+fn the_connection_cap_closes_the_least_recently_active_and_says_so() {
+    // The client-to-proxy connection is still open when the proxy connects upstream: with
+    // room for one connection it is cut short, and its 5-tuple's later packets start anew.
+    let capture = "scenarios/upstream-fin-after-request.pcap";
+    let records = flows_ndjson(&["--max-connections", "1"], capture);
+    let ends: Vec<&str> = records.iter().map(|r| r["end"].as_str().unwrap()).collect();
+    assert_eq!(ends, ["evicted", "closed", "closed"], "{records:?}");
+    assert_eq!(flows_ndjson(&[], capture).len(), 2);
+    let text = rstscope()
+        .args(["flows", "--max-connections", "1"])
+        .arg(samples().join(capture))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(text)
+            .unwrap()
+            .contains("(1 closed early by the live-connection cap)")
+    );
+}
+
+#[test]
+fn a_closed_connection_that_makes_room_was_not_cut_short() {
+    // The long connection had closed and was only lingering when the second one started:
+    // making room for it ends the first with its own close, not as cut short by the cap.
+    let records = flows_ndjson(&["--max-connections", "1"], "flows/mid-connection.pcap");
     assert_eq!(records.len(), 2);
-    assert_eq!(records[0]["end"], "evicted");
+    assert_eq!(records[0]["end"], "closed");
     assert_eq!(records[1]["end"], "closed");
     let text = rstscope()
         .args(["flows", "--max-connections", "1"])
@@ -216,9 +246,9 @@ fn the_connection_cap_closes_the_least_recently_active_and_says_so() {
         .stdout
         .clone();
     assert!(
-        String::from_utf8(text)
+        !String::from_utf8(text)
             .unwrap()
-            .contains("closed early by the live-connection cap")
+            .contains("live-connection cap")
     );
 }
 
@@ -465,4 +495,43 @@ fn markdown_is_a_ticket_ready_report_with_one_ladder_per_failure_class() {
     assert_eq!(ladders, classes.len(), "{classes:?}");
     assert_eq!(md.matches("```").count(), 2 * ladders);
     assert!(md.contains("───▶") && md.contains("◀───"));
+}
+
+#[test]
+fn the_listing_cap_keeps_the_first_connections_and_counts_the_rest() {
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let out = rstscope()
+            .args(["--format", "json"])
+            .args(extra)
+            .arg(samples().join("scenarios"))
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        if extra.is_empty() {
+            assert!(out.stderr.is_empty());
+        } else {
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("were not listed (--max-listed 5)")
+            );
+        }
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let whole = json(&[]);
+    let capped = json(&["--max-listed", "5"]);
+    let failing = whole["summary"]["failing"].as_u64().unwrap();
+    assert!(failing > 5);
+    assert_eq!(
+        whole["connections"].as_array().unwrap().len() as u64,
+        failing
+    );
+    assert!(whole["summary"].get("unlisted").is_none());
+    // The summary is the same; only the listing is cut, and says by how much.
+    assert_eq!(capped["summary"]["failing"], whole["summary"]["failing"]);
+    assert_eq!(
+        capped["summary"]["by_server"],
+        whole["summary"]["by_server"]
+    );
+    assert_eq!(capped["connections"].as_array().unwrap().len(), 5);
+    assert_eq!(capped["summary"]["unlisted"].as_u64().unwrap(), failing - 5);
 }

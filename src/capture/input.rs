@@ -40,13 +40,13 @@ const PCAP_MAGICS: [[u8; 4]; 6] = [
 ];
 
 pub(crate) fn is_capture_magic(m: &[u8]) -> bool {
-    m.len() >= 4 && (m[..4] == PCAPNG_MAGIC || PCAP_MAGICS.iter().any(|p| m[..4] == *p))
+    m.starts_with(&PCAPNG_MAGIC) || PCAP_MAGICS.iter().any(|p| m.starts_with(p))
 }
 
 pub(crate) fn compression_of(m: &[u8]) -> Compression {
-    if m.len() >= 2 && m[..2] == GZIP_MAGIC {
+    if m.starts_with(&GZIP_MAGIC) {
         Compression::Gzip
-    } else if m.len() >= 4 && m[..4] == ZSTD_MAGIC {
+    } else if m.starts_with(&ZSTD_MAGIC) {
         Compression::Zstd
     } else {
         Compression::None
@@ -56,8 +56,8 @@ pub(crate) fn compression_of(m: &[u8]) -> Compression {
 /// Reads into `buf` until it is full or the stream ends; returns how many bytes were read.
 pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
+    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        match r.read(rest) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -96,8 +96,8 @@ impl<R: Read> Read for FullReader<R> {
             return Ok(0);
         }
         let mut filled = 0;
-        while filled < buf.len() {
-            match self.inner.read(&mut buf[filled..]) {
+        while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+            match self.inner.read(rest) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -130,8 +130,9 @@ pub(crate) fn open_stream(
     });
     let mut magic = [0u8; 4];
     let n = read_full(&mut raw, &mut magic)?;
-    let rejoined = io::Cursor::new(magic[..n].to_vec()).chain(raw);
-    let compression = compression_of(&magic[..n]);
+    let magic = magic.get(..n).unwrap_or_default();
+    let rejoined = io::Cursor::new(magic.to_vec()).chain(raw);
+    let compression = compression_of(magic);
     let stream: Box<dyn Read + Send> = match compression {
         Compression::Gzip => Box::new(MultiGzDecoder::new(rejoined)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(rejoined)?),

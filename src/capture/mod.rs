@@ -14,6 +14,13 @@
 //! valid until the next call to [`CaptureReader::next_frame`]; no length field read from the
 //! input decides an allocation by itself.
 
+// Input bytes never panic this stage: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod input;
 mod reader;
 

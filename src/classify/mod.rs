@@ -10,7 +10,7 @@ pub mod vocabulary;
 use serde::Serialize;
 
 use crate::detect::{Detector, Exchange, Framing, ProtoKind, Protocol};
-use crate::flow::{ConnectionRecord, EndReason, EventKind, Side};
+use crate::flow::{ConnectionRecord, EndReason, EventKind, GapCause, Side};
 use vocabulary::{
     CONNECT_TIMEOUTS, IDLE_TIMEOUTS, ProxyMessages, RESPONSE_TIMEOUTS, h2_error_name,
     match_timeout, proxy_messages, round_seconds, tls_alert_name,
@@ -590,8 +590,184 @@ fn exchange_outcome(x: &Exchange) -> &'static str {
     }
 }
 
-/// The class, in the order a connection lives.
+/// The class. A connection the live-connection cap evicted before either side closed is cut
+/// short whatever it was doing, and says so before any rule reads its open end as an answer
+/// that never came.
 fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
+    let evicted_by_cap = f.rec.end == EndReason::Evicted;
+    if evicted_by_cap && f.first_close.is_none() {
+        return evicted(f);
+    }
+    // A side had closed (FIN) before the eviction: the wire may already have decided, and
+    // the rules that read an open end name the cap themselves (`open_end`).
+    let mut d = decide_on_wire(f, tls, h2, t);
+    if evicted_by_cap && !d.explanation.contains(MAX_CONNECTIONS_FLAG) {
+        d.explanation.push_str(&format!(
+            " The live-connection cap ({MAX_CONNECTIONS_FLAG}) then evicted the connection before it closed both ways, so nothing after its last packet is in the analysis."
+        ));
+    }
+    d
+}
+
+/// The command-line flags of the engine's limits that can end a connection's record early.
+const MAX_CONNECTIONS_FLAG: &str = "--max-connections";
+const MAX_BUFFER_FLAG: &str = "--max-buffer";
+const IDLE_TIMEOUT_FLAG: &str = "--idle-timeout";
+
+/// An open connection the live-connection cap closed early: what had happened so far, and
+/// that how it ended is unknown.
+fn evicted(f: &Facts<'_>) -> Draft {
+    let rec = f.rec;
+    let hs = &rec.handshake;
+    let (client, server) = (rec.client_sent.stream_bytes, rec.server_sent.stream_bytes);
+    let (phase, so_far) = if hs.syn_ns.is_some() && hs.syn_ack_ns.is_none() && client == 0 {
+        (
+            Phase::Connect,
+            format!(
+                "{} SYN(s) sent, none answered yet",
+                hs.syn_retransmissions + 1
+            ),
+        )
+    } else if client == 0 && server == 0 {
+        (
+            Phase::Connect,
+            "no data sent yet by either side".to_string(),
+        )
+    } else if server == 0 {
+        (
+            Phase::Request,
+            format!("the client had sent {client} bytes and the server none yet"),
+        )
+    } else {
+        (
+            Phase::Done,
+            format!("the client had sent {client} bytes and the server {server}"),
+        )
+    };
+    draft(
+        Class::IncompleteCapture,
+        phase,
+        Confidence::Likely,
+        format!(
+            "The live-connection cap ({MAX_CONNECTIONS_FLAG}) evicted this connection while it was still open ({so_far}), {:.3} s after its first packet: it was the least recently active when new connections needed room, so how it ended is not in the analysis. Raise {MAX_CONNECTIONS_FLAG} (or split the capture) to follow it to the end.",
+            secs(rec.end_ns - rec.start_ns)
+        ),
+    )
+}
+
+/// How the record of a connection still open ended before the capture did, `since` an event
+/// of it; `None` when the capture ended first. (The idle timeout is no cap: the capture went
+/// on without a packet of the connection.)
+fn open_end(f: &Facts<'_>, since: i64) -> Option<String> {
+    let rec = f.rec;
+    let end = match rec.end {
+        EndReason::IdleTimeout => {
+            let closed = rec
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.kind == EventKind::IdleTimeout)
+                .map_or(rec.end_ns, |e| e.ts_ns);
+            format!(
+                "when the idle timeout ({IDLE_TIMEOUT_FLAG}) closed its record, {:.1} s later, after {:.0} s without a packet of it",
+                secs(closed - since),
+                secs(closed - rec.end_ns)
+            )
+        }
+        EndReason::Evicted => format!(
+            "when the live-connection cap ({MAX_CONNECTIONS_FLAG}) evicted its record {:.1} s later, as the least recently active connection when new ones needed room (raise {MAX_CONNECTIONS_FLAG} to follow it to the end)",
+            secs(rec.end_ns - since)
+        ),
+        EndReason::Superseded => format!(
+            "when a new connection (a SYN with another sequence number) took over its addresses and ports {:.1} s later",
+            secs(rec.end_ns - since)
+        ),
+        _ => return None,
+    };
+    Some(end)
+}
+
+/// A gap in the server's stream.
+#[derive(Clone, Copy)]
+struct ServerGap {
+    offset: u64,
+    len: u64,
+    cause: GapCause,
+}
+
+/// The first gap in the server's stream, stamped at or after `since`, that `wanted` accepts,
+/// among gaps of bytes the capture lost or the out-of-order buffer cap gave up. (Bytes the
+/// snaplen cut are read as cut by the rules that see them.)
+fn server_gap(f: &Facts<'_>, since: i64, wanted: impl Fn(&ServerGap) -> bool) -> Option<ServerGap> {
+    f.rec.events.iter().find_map(|e| match e.kind {
+        EventKind::Gap { offset, len, cause }
+            if e.from == Some(Side::Server)
+                && e.ts_ns >= since
+                && matches!(cause, GapCause::BufferCap | GapCause::NotCaptured) =>
+        {
+            let gap = ServerGap { offset, len, cause };
+            wanted(&gap).then_some(gap)
+        }
+        _ => None,
+    })
+}
+
+/// The server's response cannot be read: a gap in its stream came before it (the detectors
+/// stop at a gap outside a body of known length), so a close that follows is no proof that
+/// the server sent nothing. `what` says what could not be read.
+fn response_unreadable(f: &Facts<'_>, what: &str, gap: ServerGap, phase: Phase) -> Draft {
+    let sent = &f.rec.server_sent;
+    // The short name comes first, where the table's one-line reason shows it.
+    let (short, cause) = match gap.cause {
+        GapCause::BufferCap => (
+            "out-of-order buffer cap",
+            format!(
+                "the out-of-order buffer cap ({MAX_BUFFER_FLAG}) was reached and the hole before the buffered bytes was given up"
+            ),
+        ),
+        GapCause::NotCaptured => (
+            "capture loss",
+            "the capture lost them (the peer acknowledged bytes the capture never saw, or a hole was still open at the end)".to_string(),
+        ),
+        GapCause::Snaplen => ("snaplen", "the snapshot length cut them".to_string()),
+    };
+    let close = match f.first_close {
+        Some((_, side, kind)) => format!(
+            " The {} then {} the connection.",
+            if side == Side::Client {
+                "client"
+            } else {
+                "server"
+            },
+            if kind == CloseKind::Rst {
+                "reset"
+            } else {
+                "closed"
+            }
+        ),
+        None => String::new(),
+    };
+    let remedy = if sent.counters.buffer_cap_hits > 0 {
+        format!(
+            " The cap was reached {} time(s) on this stream: its segments arrived reordered by more than the buffer holds. Raise {MAX_BUFFER_FLAG} to read the response.",
+            sent.counters.buffer_cap_hits
+        )
+    } else {
+        " Capture without loss (a larger tcpdump -B; check the kernel's drop count) to read the response.".to_string()
+    };
+    draft(
+        Class::IncompleteCapture,
+        phase,
+        Confidence::Likely,
+        format!(
+            "{what} ({short}): {} bytes of the server's stream are missing from offset {}, because {cause}. The server sent {} bytes in all ({} of them missing, in {} gap(s)), so whether and how it answered is not known.{close}{remedy}",
+            gap.len, gap.offset, sent.stream_bytes, sent.counters.gap_bytes, sent.counters.gaps
+        ),
+    )
+}
+
+/// The class from the wire, in the order a connection lives.
+fn decide_on_wire(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
     let rec = f.rec;
     let hs = &rec.handshake;
     // Connect.
@@ -633,6 +809,16 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
             }
             return d;
         }
+        if let Some(end) = open_end(f, syn) {
+            return draft(
+                Class::IncompleteCapture,
+                Phase::Connect,
+                Confidence::Likely,
+                format!(
+                    "One SYN, never retransmitted and never answered, then nothing more of this connection {end}: no TCP stack gives up after one SYN, so its retransmissions went elsewhere or were not captured (or it was a scan or a spoofed SYN)."
+                ),
+            );
+        }
         return draft(
             Class::IncompleteCapture,
             Phase::Connect,
@@ -654,12 +840,22 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
             "The capture holds neither this connection's handshake nor any data: only stray segments of a connection that started before the capture.".into(),
         );
     }
+    // The server's first bytes are missing: what it speaks, and whether it answered at all,
+    // cannot be read, so no rule below may take its silence for an answer.
+    if let Some(gap) = server_gap(f, i64::MIN, |g| g.offset == 0) {
+        return response_unreadable(
+            f,
+            "The server's first bytes cannot be read",
+            gap,
+            Phase::ResponseHead,
+        );
+    }
     let server_close = f.close_of(Side::Server);
     let client_close = f.close_of(Side::Client);
 
     // Protocol agreement: the client speaks TLS.
     if cp == Protocol::Tls {
-        if let Some(d) = tls_phase(f, tls, sp, server_close) {
+        if let Some(d) = tls_phase(f, tls, sp, server_close, t) {
             return d;
         }
         return encrypted_http(f, t);
@@ -803,9 +999,6 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
             ),
         );
     }
-    if rec.end == EndReason::Evicted {
-        return draft(Class::IncompleteCapture, Phase::Done, Confidence::Certain, "The connection was closed early by the live-connection cap; raise --max-connections to follow it to the end.".into());
-    }
     idle_or_ok(f, t)
 }
 
@@ -911,6 +1104,7 @@ fn tls_phase(
     tls: &TlsInfo,
     sp: Protocol,
     server_close: Option<(i64, CloseKind)>,
+    t: &mut Timings,
 ) -> Option<Draft> {
     if matches!(sp, Protocol::Http1 | Protocol::H2 | Protocol::Unknown) {
         return Some(draft(
@@ -928,8 +1122,12 @@ fn tls_phase(
         .events
         .iter()
         .any(|e| matches!(e.kind, ProtoKind::TlsServerHello { .. }));
+    // Only a close the server made first is its answer to the ClientHello; after the
+    // client's own close, the server's is just the reply to it.
     if sp == Protocol::None
         && let Some((_, kind)) = server_close
+        && f.first_close
+            .is_some_and(|(_, side, _)| side == Side::Server)
     {
         let mut d = draft(
             Class::TlsToPlaintextPort,
@@ -946,6 +1144,33 @@ fn tls_phase(
         );
         d.detail = None;
         return Some(d);
+    }
+    // The client closed before even its first TLS record was complete, and the server had
+    // sent nothing: the client gave up on its own handshake, nothing the server did.
+    if sp == Protocol::None
+        && f.det
+            .tls_counters(Side::Client)
+            .is_none_or(|c| c.records == 0)
+        && let Some((tc, Side::Client, kind)) = f.first_close
+    {
+        let started = f.rec.client_sent.first_data_ns.unwrap_or(tc);
+        t.wait_ms = Some(ms(tc - started));
+        t.request_to_close_ms = t.wait_ms;
+        return Some(draft(
+            Class::ClientAbort,
+            Phase::Tls,
+            Confidence::Likely,
+            format!(
+                "The client {} the connection {:.3} s after it began its TLS ClientHello, before its first TLS record was complete ({} bytes sent) and before the server sent anything: the client abandoned its own handshake (a deadline, a cancel, a crash, or a client that sent a record length it did not mean).",
+                if kind == CloseKind::Rst {
+                    "reset"
+                } else {
+                    "closed"
+                },
+                secs(tc - started),
+                f.rec.client_sent.stream_bytes
+            ),
+        ));
     }
     if let Some(alert) = &tls.alert {
         let from = if alert.from == Side::Client {
@@ -1091,6 +1316,15 @@ fn encrypted_http(f: &Facts<'_>, t: &mut Timings) -> Draft {
         && tc >= req
         && s.last_application_data_ns.is_none_or(|sl| sl < req)
     {
+        // The record reader stops for good at a gap: the server's answer may be in it.
+        if let Some(gap) = server_gap(f, i64::MIN, |_| true) {
+            return response_unreadable(
+                f,
+                "Inside TLS, the server's records after the client's application data cannot be read",
+                gap,
+                Phase::ResponseHead,
+            );
+        }
         t.request_to_close_ms = Some(ms(tc - req));
         let reused = s.application_data_records > if tls13 { 2 } else { 0 };
         let (class, how) = match (kind, reused) {
@@ -1169,6 +1403,19 @@ fn http1_phase(
             x.target.as_deref().unwrap_or("?")
         );
         if x.response_start_ns.is_none() {
+            // A gap in the server's stream after the request stopped the parser: the response
+            // may be in it, or after it. (A gap is stamped no earlier than the bytes it stands
+            // for, and a response comes after its request. A gap inside an earlier response's
+            // body, which the parser skipped, was found at the latest by the acknowledgment
+            // this request carries.)
+            if let Some(gap) = server_gap(f, req + 1, |_| true) {
+                return Some(response_unreadable(
+                    f,
+                    &format!("No response to {target} can be read"),
+                    gap,
+                    Phase::ResponseHead,
+                ));
+            }
             // No response byte. Who closed first, and how?
             let first = f
                 .first_close
@@ -1280,8 +1527,11 @@ fn http1_phase(
                         Phase::Request,
                         Confidence::Certain,
                         format!(
-                            "{target} was still waiting for its response when the capture ended ({:.1} s later).",
-                            secs(rec.end_ns - req)
+                            "{target} was still waiting for its response {}.",
+                            open_end(f, req).unwrap_or_else(|| format!(
+                                "when the capture ended ({:.1} s later)",
+                                secs(rec.end_ns - req)
+                            ))
                         ),
                     ));
                 }
@@ -1289,6 +1539,14 @@ fn http1_phase(
         }
         if x.response_head_ns.is_none() {
             let start = x.response_start_ns.unwrap_or(req);
+            if let Some(gap) = server_gap(f, start, |_| true) {
+                return Some(response_unreadable(
+                    f,
+                    &format!("The end of the response head to {target} cannot be read"),
+                    gap,
+                    Phase::ResponseHead,
+                ));
+            }
             if let Some((tc, side, kind)) = f.first_close.filter(|(tc, _, _)| *tc >= start) {
                 t.first_response_byte_to_close_ms = Some(ms(tc - start));
                 if side == Side::Server {
@@ -1313,7 +1571,10 @@ fn http1_phase(
                 Class::IncompleteCapture,
                 Phase::ResponseHead,
                 Confidence::Certain,
-                format!("The response head to {target} was still arriving when the capture ended."),
+                format!(
+                    "The response head to {target} was still arriving {}.",
+                    open_end(f, start).unwrap_or_else(|| "when the capture ended".into())
+                ),
             ));
         }
         // Head complete, body not.
@@ -1353,7 +1614,10 @@ fn http1_phase(
             Class::IncompleteCapture,
             Phase::ResponseBody,
             Confidence::Certain,
-            format!("The response body to {target} was still arriving when the capture ended."),
+            format!(
+                "The response body to {target} was still arriving {}.",
+                open_end(f, head).unwrap_or_else(|| "when the capture ended".into())
+            ),
         ));
     }
     let _ = (server_close, client_close);
@@ -1497,6 +1761,20 @@ fn h2_phase(
     }
     // Streams without a response when the server closed.
     let unanswered: Vec<&(u32, i64)> = opened.iter().filter(|o| !answered(o.0)).collect();
+    // The HTTP/2 decoder stops for good at a gap: response HEADERS may be in it or after it.
+    if let Some(&&(id, _)) = unanswered.first()
+        && let Some(gap) = server_gap(f, i64::MIN, |_| true)
+    {
+        return Some(response_unreadable(
+            f,
+            &format!(
+                "The responses to {} stream(s) (first: stream {id}) cannot be read",
+                unanswered.len()
+            ),
+            gap,
+            Phase::ResponseHead,
+        ));
+    }
     if let Some(&&(id, ts)) = unanswered.first()
         && let Some((tc, side, kind)) = f.first_close
     {

@@ -101,7 +101,9 @@ impl Defragmenter {
                 self.pending.len() - 1
             }
         };
-        let p = &mut self.pending[idx];
+        let Some(p) = self.pending.get_mut(idx) else {
+            return Reassembly::Dropped("fragment table out of step");
+        };
         if p.pieces.iter().any(|&(s, e, _)| s == start && e == end) {
             return Reassembly::Held;
         }
@@ -125,12 +127,21 @@ impl Defragmenter {
             self.expired += 1;
             return Reassembly::Dropped("too many fragment bytes pending");
         }
-        let p = &mut self.pending[idx];
+        let Some(p) = self.pending.get_mut(idx) else {
+            return Reassembly::Dropped("fragment table out of step");
+        };
         if p.data.len() < captured_end as usize {
             p.data.resize(captured_end as usize, 0);
         }
+        // Both ranges are `captured_end - start` long: `data` was just grown to
+        // `captured_end`, and `captured_end` is at most `start` plus the captured length.
         let n = (captured_end - start) as usize;
-        p.data[start as usize..captured_end as usize].copy_from_slice(&frag.captured[..n]);
+        if let (Some(to), Some(from)) = (
+            p.data.get_mut(start as usize..captured_end as usize),
+            frag.captured.get(..n),
+        ) {
+            to.copy_from_slice(from);
+        }
         let at = p.pieces.partition_point(|&(s, _, _)| s < start);
         p.pieces.insert(at, (start, end, captured_end));
         self.pending_bytes += grow;

@@ -39,10 +39,9 @@ pub fn strip_link(link: LinkType, data: &[u8]) -> LinkPayload<'_> {
             ether_type_payload(proto, rest)
         }
         LinkType::NULL | LinkType::LOOP => {
-            let Some(bytes) = data.get(..4) else {
+            let Some((&bytes, rest)) = data.split_first_chunk::<4>() else {
                 return LinkPayload::TooShort("null/loopback header");
             };
-            let bytes: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
             // NULL stores the address family in the writer's byte order, LOOP always in
             // network order: try the order that gives a known family.
             let family = if link == LinkType::LOOP {
@@ -56,7 +55,7 @@ pub fn strip_link(link: LinkType, data: &[u8]) -> LinkPayload<'_> {
                 }
             };
             match address_family_ether_type(family) {
-                Some(t) => LinkPayload::EtherType(t, &data[4..]),
+                Some(t) => LinkPayload::EtherType(t, rest),
                 None => LinkPayload::NonIp(0),
             }
         }
@@ -93,8 +92,8 @@ fn address_family_ether_type(family: u32) -> Option<u16> {
 }
 
 fn be16(data: &[u8], at: usize) -> Option<u16> {
-    let b = data.get(at..at + 2)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
+    let b = data.get(at..)?.first_chunk::<2>()?;
+    Some(u16::from_be_bytes(*b))
 }
 
 #[cfg(test)]

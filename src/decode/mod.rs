@@ -11,6 +11,13 @@
 //!
 //! Invariant: no heap allocation per packet, except to reassemble fragments.
 
+// Input bytes never panic this stage: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod defrag;
 mod link;
 
@@ -198,6 +205,12 @@ impl Decoder {
             Some(LaxNetSlice::Arp(_)) => Decoded::NonIp { ether_type: 0x0806 },
             Some(LaxNetSlice::Ipv4(v4)) => {
                 let h = v4.header();
+                // Only 0 is the TSO case below; any other total length shorter than the
+                // header itself is a lying header (RFC 791 §3.1: it counts the header), and
+                // the packet's bytes cannot be trusted to be what it claims.
+                if h.total_len() != 0 && u32::from(h.total_len()) < u32::from(h.ihl()) * 4 {
+                    return malformed(Some(IpVersion::V4), "IPv4 header", false);
+                }
                 let payload = v4.payload();
                 let ip = IpHeaderFacts {
                     version: IpVersion::V4,

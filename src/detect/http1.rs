@@ -7,6 +7,9 @@
 //! no body for HEAD, 1xx, 204 and 304; chunked transfer coding; Content-Length; otherwise a
 //! response runs until the connection closes.
 
+// No unwrap or expect outside tests: input bytes never panic this detector (clippy enforces it).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use serde::Serialize;
 
 use super::event::{ProtoKind, escape_bytes};

@@ -10,6 +10,13 @@
 //! ServerHello when TLS 1.3 was negotiated: from then on an alert record is reported as
 //! encrypted, with its length only.
 
+// Input bytes never panic this detector: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use serde::Serialize;
 use tls_parser::{
     TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_client_hello_extensions,
@@ -105,23 +112,30 @@ impl TlsDirection {
     /// Feeds the next in-order bytes of this direction.
     pub fn feed(&mut self, ts_ns: i64, mut bytes: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
         while !bytes.is_empty() && !self.stopped {
-            if self.header_len < 5 {
-                let take = (5 - self.header_len).min(bytes.len());
-                self.header[self.header_len..self.header_len + take]
-                    .copy_from_slice(&bytes[..take]);
+            // The record header still being filled, if it is.
+            if let Some(missing) = self
+                .header
+                .get_mut(self.header_len..)
+                .filter(|missing| !missing.is_empty())
+            {
+                let take = missing.len().min(bytes.len());
+                let (head, rest) = bytes.split_at(take);
+                if let Some(to) = missing.get_mut(..take) {
+                    to.copy_from_slice(head);
+                }
                 self.header_len += take;
-                bytes = &bytes[take..];
+                bytes = rest;
                 if self.header_len == 5 {
                     self.start_record(out, ts_ns);
                 }
                 continue;
             }
-            let take = self.body_left.min(bytes.len());
+            let (body, rest) = bytes.split_at(self.body_left.min(bytes.len()));
             if self.keep_body {
-                self.body.extend_from_slice(&bytes[..take]);
+                self.body.extend_from_slice(body);
             }
-            self.body_left -= take;
-            bytes = &bytes[take..];
+            self.body_left -= body.len();
+            bytes = rest;
             if self.body_left == 0 {
                 self.end_record(ts_ns, out);
             }

@@ -174,6 +174,10 @@ impl Reassembler {
             }
             end = end.min(fin as i64);
         }
+        // Bytes past the FIN seen earlier are not part of the stream.
+        let captured = captured
+            .get(..usize::try_from(end - start).unwrap_or(0))
+            .unwrap_or(captured);
         if end <= next {
             self.counters.retransmissions += 1;
             let differs = self.differs_from_recent(start, captured, wire_len);
@@ -206,7 +210,11 @@ impl Reassembler {
             self.counters.out_of_order_segments += 1;
             if self.pending_bytes > self.cap {
                 self.counters.buffer_cap_hits += 1;
-                self.skip_first_hole(ts_ns, GapCause::BufferCap, sink);
+                // Give up holes until the buffer is within its cap again: one hole may free
+                // less than this segment added.
+                while self.pending_bytes > self.cap && !self.pending.is_empty() {
+                    self.skip_first_hole(ts_ns, GapCause::BufferCap, sink);
+                }
             }
             SegmentKind::OutOfOrder
         }
@@ -425,6 +433,40 @@ mod tests {
         }
         r.finish(99, &mut sink);
         (out, r.counters)
+    }
+
+    #[test]
+    fn the_out_of_order_buffer_stays_within_its_cap() {
+        // Many small holes first, then large segments behind them: giving up one hole per
+        // segment would leave tens of kilobytes buffered against a cap of 100 bytes.
+        let mut r = Reassembler::new(0, 100);
+        let mut sink = |_: Chunk<'_>| {};
+        for i in 0..50u32 {
+            r.segment(0, 1 + 2 * i, b"x", 1, &mut sink);
+            assert!(r.buffered_bytes() <= 100);
+        }
+        for i in 0..50u32 {
+            r.segment(0, 1000 + 2000 * i, &[b'y'; 1400], 1400, &mut sink);
+            assert!(
+                r.buffered_bytes() <= 100,
+                "{} bytes buffered",
+                r.buffered_bytes()
+            );
+        }
+        assert!(r.counters.buffer_cap_hits > 0);
+    }
+
+    #[test]
+    fn bytes_past_an_earlier_fin_are_not_delivered() {
+        let mut r = Reassembler::new(0, 1 << 20);
+        let mut got = Vec::new();
+        r.fin(1);
+        r.segment(0, 0, b"ab", 2, &mut |c: Chunk<'_>| {
+            if let Chunk::Data { bytes, .. } = c {
+                got.extend_from_slice(bytes);
+            }
+        });
+        assert_eq!(got, b"a");
     }
 
     #[test]

@@ -137,11 +137,17 @@ impl<H: StreamHandler> FlowTable<H> {
             .collect();
         evicted.sort_unstable_by_key(|c| c.first_frame());
         for c in evicted {
-            self.counters.evicted += 1;
-            self.done.push((
-                frame << 1,
-                (*c).finish(Some(EndReason::Evicted), None, &self.cfg),
-            ));
+            // A connection that already closed (RST, or both FINs) only lingered to catch
+            // trailing packets: the cap cut nothing short, so it ends as it closed, as a
+            // lingered-out one does in `tick`, and is not counted as evicted.
+            let reason = if c.closed_ns().is_some() {
+                None
+            } else {
+                self.counters.evicted += 1;
+                Some(EndReason::Evicted)
+            };
+            self.done
+                .push((frame << 1, (*c).finish(reason, None, &self.cfg)));
         }
     }
 

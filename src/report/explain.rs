@@ -56,10 +56,59 @@ impl FlowSelector {
 }
 
 /// One line of the ladder: when, who, what.
-struct Rung {
-    ts_ns: i64,
-    from: Option<Side>,
-    what: String,
+pub struct Rung {
+    pub ts_ns: i64,
+    /// The sender; none for what belongs to the connection (idle periods, capture end).
+    pub from: Option<Side>,
+    pub what: String,
+    pub tone: Tone,
+}
+
+/// How a rung reads in a diagram that can mark it: plain traffic, an orderly close, or what
+/// went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Plain,
+    Close,
+    Fault,
+}
+
+/// The ladder of one connection: its TCP events and what its bytes carried, in time order.
+pub fn rungs(rec: &ConnectionRecord<Detector>) -> Vec<Rung> {
+    let mut rungs = tcp_rungs(rec);
+    rungs.extend(proto_rungs(&rec.handler));
+    // Stable: at the same instant, TCP events (pushed first) come before what their bytes
+    // carried.
+    rungs.sort_by_key(|r| r.ts_ns);
+    rungs
+}
+
+fn tcp_tone(kind: &EventKind) -> Tone {
+    match kind {
+        EventKind::Fin => Tone::Close,
+        EventKind::Rst { .. }
+        | EventKind::Gap { .. }
+        | EventKind::DifferingRetransmission { .. } => Tone::Fault,
+        _ => Tone::Plain,
+    }
+}
+
+fn proto_tone(kind: &ProtoKind) -> Tone {
+    match kind {
+        // close_notify is TLS's orderly close.
+        ProtoKind::TlsAlert {
+            description: Some(0),
+            ..
+        } => Tone::Close,
+        ProtoKind::TlsAlert { .. }
+        | ProtoKind::HttpInvalid { .. }
+        | ProtoKind::H2RstStream { .. }
+        | ProtoKind::H2ProtocolError { .. } => Tone::Fault,
+        // GOAWAY with NO_ERROR is a graceful shutdown.
+        ProtoKind::H2GoAway { error_code: 0, .. } => Tone::Close,
+        ProtoKind::H2GoAway { .. } => Tone::Fault,
+        _ => Tone::Plain,
+    }
 }
 
 fn tcp_rungs(rec: &ConnectionRecord<Detector>) -> Vec<Rung> {
@@ -120,6 +169,7 @@ fn tcp_rungs(rec: &ConnectionRecord<Detector>) -> Vec<Rung> {
                 ts_ns: e.ts_ns,
                 from: e.from,
                 what,
+                tone: tcp_tone(&e.kind),
             })
         })
         .collect()
@@ -240,12 +290,14 @@ fn proto_rungs(d: &Detector) -> Vec<Rung> {
                 ts_ns: e.ts_ns,
                 from: Some(e.from),
                 what,
+                tone: proto_tone(&e.kind),
             })
         })
         .collect()
 }
 
-fn relative(ns: i64) -> String {
+/// A time relative to the connection's start: `+9.409 ms`, `+2.013 s`.
+pub fn relative(ns: i64) -> String {
     let ms = ns as f64 / 1e6;
     if ms.abs() < 1000.0 {
         format!("+{ms:.3} ms")
@@ -264,11 +316,7 @@ pub fn write_explain(
     rec: &ConnectionRecord<Detector>,
     v: &Verdict,
 ) -> io::Result<()> {
-    let mut rungs = tcp_rungs(rec);
-    rungs.extend(proto_rungs(&rec.handler));
-    // Stable: at the same instant, TCP events (pushed first) come before what their bytes
-    // carried.
-    rungs.sort_by_key(|r| r.ts_ns);
+    let rungs = rungs(rec);
     writeln!(
         out,
         "{capture}, frame {}: {} -> {}, from {}",

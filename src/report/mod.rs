@@ -2,4 +2,5 @@
 
 pub mod explain;
 pub mod flows;
+pub mod html;
 pub mod verdicts;

@@ -38,10 +38,10 @@ impl Judged {
 
 /// Counts of one class at one server endpoint.
 #[derive(Debug, Clone, Copy)]
-struct ClassCount {
-    count: u64,
-    first_ns: i64,
-    last_ns: i64,
+pub(crate) struct ClassCount {
+    pub(crate) count: u64,
+    pub(crate) first_ns: i64,
+    pub(crate) last_ns: i64,
 }
 
 /// What the summary needs, gathered connection by connection (memory: one entry per server
@@ -50,7 +50,7 @@ struct ClassCount {
 pub struct Findings {
     pub connections: u64,
     pub failing: u64,
-    by_server: BTreeMap<(Endpoint, Class), ClassCount>,
+    pub(crate) by_server: BTreeMap<(Endpoint, Class), ClassCount>,
     server_errors: BTreeMap<(Endpoint, u16), u64>,
     /// Observed idle times before a server's close or a race, seconds, per server.
     idle_closes: BTreeMap<Endpoint, Vec<f64>>,
@@ -58,8 +58,16 @@ pub struct Findings {
     /// The longest idle time after which clients reused a connection to each server, seconds.
     reuse_idle: BTreeMap<Endpoint, f64>,
     races: BTreeMap<Endpoint, u64>,
-    /// Failing connections kept for the listing, in order.
+    /// Failing connections kept for the listing, in order: at most `listing_cap` of them.
     pub kept: Vec<Judged>,
+    /// How many connections the listing keeps (None: all). Each kept one holds about a
+    /// kilobyte until the report is written, so a capture of millions of failing connections
+    /// would otherwise hold gigabytes.
+    pub listing_cap: Option<usize>,
+    /// Connections counted in the summary but left out of the listing by `listing_cap`.
+    pub unlisted: u64,
+    /// Connections the live-connection cap cut short (their verdicts are partial).
+    pub evicted: u64,
     /// Representative explanation per (class, server): the first one seen.
     examples: BTreeMap<(Class, Endpoint), String>,
     /// The ladder diagram of the first connection of each failing class, for markdown.
@@ -67,9 +75,20 @@ pub struct Findings {
     /// Failing connections per second of capture time (bounded by the capture's span in
     /// seconds), for the timeline.
     failures_per_second: BTreeMap<i64, u64>,
+    /// The ladders of the first failing connections in time order, for html (filled only
+    /// when that format is asked for).
+    pub html_ladders: super::html::Ladders,
 }
 
 impl Findings {
+    /// Findings whose listing keeps at most `cap` connections.
+    pub fn listing_at_most(cap: usize) -> Self {
+        Findings {
+            listing_cap: Some(cap),
+            ..Findings::default()
+        }
+    }
+
     pub fn add(&mut self, j: Judged, keep_all: bool) {
         self.connections += 1;
         let v = &j.verdict;
@@ -123,7 +142,11 @@ impl Findings {
                 .or_insert_with(|| v.explanation.clone());
         }
         if v.class.is_failure() || keep_all {
-            self.kept.push(j);
+            if self.listing_cap.is_none_or(|cap| self.kept.len() < cap) {
+                self.kept.push(j);
+            } else {
+                self.unlisted += 1;
+            }
         }
     }
 
@@ -168,11 +191,20 @@ impl Findings {
         for (k, v) in other.failures_per_second {
             *self.failures_per_second.entry(k).or_default() += v;
         }
+        self.html_ladders.merge(other.html_ladders);
         self.kept.extend(other.kept);
+        self.unlisted += other.unlisted;
+        self.evicted += other.evicted;
+        if let Some(cap) = self.listing_cap.or(other.listing_cap)
+            && self.kept.len() > cap
+        {
+            self.unlisted += (self.kept.len() - cap) as u64;
+            self.kept.truncate(cap);
+        }
     }
 
     /// The failing (server, class) counts, most connections first.
-    fn failing_ranked(&self) -> Vec<(&(Endpoint, Class), &ClassCount)> {
+    pub(crate) fn failing_ranked(&self) -> Vec<(&(Endpoint, Class), &ClassCount)> {
         let mut failing: Vec<_> = self
             .by_server
             .iter()
@@ -180,6 +212,14 @@ impl Findings {
             .collect();
         failing.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
         failing
+    }
+
+    /// The explanation of the first connection of `class` to `server`.
+    pub(crate) fn example(&self, class: Class, server: Endpoint) -> &str {
+        self.examples
+            .get(&(class, server))
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// The incident summary.
@@ -191,6 +231,20 @@ impl Findings {
             if inputs == 1 { "" } else { "s" },
             self.failing
         )?;
+        if self.evicted > 0 {
+            writeln!(
+                out,
+                "  {} connections were cut short by the live-connection cap (--max-connections): their verdicts rest on the packets seen before",
+                self.evicted
+            )?;
+        }
+        if self.unlisted > 0 {
+            writeln!(
+                out,
+                "  {} connections are counted here but not listed below (--max-listed)",
+                self.unlisted
+            )?;
+        }
         // Top findings: the failing classes with the most connections, per server.
         let failing = self.failing_ranked();
         if !failing.is_empty() {
@@ -307,7 +361,7 @@ impl Findings {
     }
 }
 
-fn time_of_day(ts_ns: i64) -> String {
+pub(crate) fn time_of_day(ts_ns: i64) -> String {
     let t = rfc3339_ns(ts_ns);
     t.get(11..23).unwrap_or(&t).to_string()
 }
@@ -430,6 +484,16 @@ pub struct SummaryJson {
     pub by_server: Vec<ServerClassJson>,
     pub server_errors: Vec<ServerErrorJson>,
     pub idle_timeouts: Vec<IdleTimeoutJson>,
+    /// Connections the live-connection cap cut short (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub evicted: u64,
+    /// Connections counted but not listed because of --max-listed (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unlisted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -501,6 +565,8 @@ impl Findings {
                     }
                 })
                 .collect(),
+            evicted: self.evicted,
+            unlisted: self.unlisted,
         }
     }
 }
@@ -666,7 +732,7 @@ impl Style {
 }
 
 /// Connections in order of their start, then capture and first frame.
-fn in_time_order(kept: &[Judged]) -> Vec<&Judged> {
+pub(crate) fn in_time_order(kept: &[Judged]) -> Vec<&Judged> {
     let mut order: Vec<&Judged> = kept.iter().collect();
     order.sort_by(|a, b| {
         (a.start_ns, &a.capture, a.first_frame).cmp(&(b.start_ns, &b.capture, b.first_frame))
@@ -675,7 +741,7 @@ fn in_time_order(kept: &[Judged]) -> Vec<&Judged> {
 }
 
 /// "server FIN", "client RST", or "-".
-fn closed_short(v: &Verdict) -> String {
+pub(crate) fn closed_short(v: &Verdict) -> String {
     match v.closed_by {
         Some(side) => format!(
             "{} {}",
@@ -687,7 +753,7 @@ fn closed_short(v: &Verdict) -> String {
 }
 
 /// The one timing that matters most for the class.
-fn key_timing(v: &Verdict) -> String {
+pub(crate) fn key_timing(v: &Verdict) -> String {
     let t = &v.timings;
     let s = |ms: f64| {
         if ms >= 1000.0 {
@@ -727,7 +793,7 @@ fn key_timing(v: &Verdict) -> String {
 }
 
 /// The first clause of an explanation: what happened, without the causes and fixes.
-fn short(explanation: &str) -> &str {
+pub(crate) fn short(explanation: &str) -> &str {
     let end = [": ", ". "]
         .iter()
         .filter_map(|sep| explanation.find(sep))
