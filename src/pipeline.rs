@@ -271,8 +271,9 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
                             port: p.dst_port,
                         },
                     );
-                    let shard = key.shard(shards);
-                    filling[shard].push(p, frame, key, from_lo);
+                    let hash = key.hash();
+                    let shard = FlowKey::shard_of(hash, shards);
+                    filling[shard].push(p, frame, key, hash, from_lo);
                     if filling[shard].is_full() {
                         flush(&mut filling, shard, &senders);
                     }
@@ -314,8 +315,14 @@ fn worker<H: StreamHandler, T>(
         let (progress, counters) = match msg {
             ToWorker::Batch(mut batch) => {
                 for meta in &batch.metas {
-                    // The reader already made the key to choose this shard.
-                    table.packet_keyed(&batch.packet(meta), meta.key, meta.from_lo, meta.frame);
+                    // The reader already made the key and its hash to choose this shard.
+                    table.packet_keyed(
+                        &batch.packet(meta),
+                        meta.key,
+                        meta.hash,
+                        meta.from_lo,
+                        meta.frame,
+                    );
                 }
                 let last = batch.metas.last().map_or(0, |m| m.frame << 1);
                 batch.clear();
@@ -388,6 +395,7 @@ fn collect<T>(
 struct Meta {
     frame: u64,
     key: FlowKey,
+    hash: u64,
     from_lo: bool,
     ts_ns: i64,
     ip: IpVersion,
@@ -416,13 +424,14 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, p: &TcpPacket<'_>, frame: u64, key: FlowKey, from_lo: bool) {
+    fn push(&mut self, p: &TcpPacket<'_>, frame: u64, key: FlowKey, hash: u64, from_lo: bool) {
         let at = self.arena.len() as u32;
         self.arena.extend_from_slice(p.options);
         self.arena.extend_from_slice(p.payload);
         self.metas.push(Meta {
             frame,
             key,
+            hash,
             from_lo,
             ts_ns: p.ts_ns,
             ip: p.ip,

@@ -283,6 +283,11 @@ impl<H: StreamHandler> Connection<H> {
         }
     }
 
+    /// The connection's direction-independent 5-tuple.
+    pub fn key(&self) -> FlowKey {
+        self.key
+    }
+
     /// 1-based number of the connection's first packet: unique, and the output order.
     pub fn first_frame(&self) -> u64 {
         self.first_frame
@@ -658,10 +663,11 @@ impl<H: StreamHandler> Connection<H> {
                 Side::Server
             }
         };
-        let mut events: Vec<Event> = this
-            .events
-            .iter()
-            .map(|&(ts_ns, from, kind)| Event {
+        // Taken by value: the new events are the same size as the kept ones, so they are
+        // written in place, without a second allocation.
+        let mut events: Vec<Event> = std::mem::take(&mut this.events)
+            .into_iter()
+            .map(|(ts_ns, from, kind)| Event {
                 ts_ns,
                 from: from.map(side),
                 kind,

@@ -50,12 +50,20 @@ impl FlowKey {
         }
     }
 
-    /// Which of `shards` workers owns this connection. The hash has a fixed seed, so every
-    /// run (and both directions) puts a connection on the same shard.
-    pub fn shard(&self, shards: usize) -> usize {
+    /// The key's hash: fixed-seeded, so every run (and both directions) gives the same. The
+    /// reader computes it once per packet; it picks the shard and then places the connection
+    /// in that shard's table, so a packet is hashed once however many threads there are.
+    pub fn hash(&self) -> u64 {
+        foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(self)
+    }
+
+    /// Which of `shards` workers owns the connection with this key hash. The hash's high
+    /// half decides, as the table inside a shard indexes by the low bits: taking the shard
+    /// from those would leave most of each table's buckets unused.
+    pub fn shard_of(hash: u64, shards: usize) -> usize {
         if shards <= 1 {
             return 0;
         }
-        (foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(self) % shards as u64) as usize
+        (((hash >> 32) * shards as u64) >> 32) as usize
     }
 }

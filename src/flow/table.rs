@@ -11,7 +11,7 @@
 //! `u64::MAX` at the end. Records leave the table in (moment, first frame) order, which no
 //! number of shards changes.
 
-use std::collections::HashMap;
+use hashbrown::HashTable;
 
 use super::connection::{Connection, ConnectionRecord, EndReason, FlowConfig, StreamHandler};
 use super::key::{Endpoint, FlowKey};
@@ -25,12 +25,19 @@ pub struct TableCounters {
     pub peak_live: u64,
 }
 
+/// A live connection with its key's hash. Boxed: a connection is large, and the table
+/// moves its values when it grows.
+struct Live<H> {
+    hash: u64,
+    conn: Box<Connection<H>>,
+}
+
 /// One shard's connections.
 pub struct FlowTable<H> {
     cfg: FlowConfig,
     max_live: usize,
-    /// Boxed: a connection is large, and the table moves its values when it grows.
-    live: HashMap<FlowKey, Box<Connection<H>>, foldhash::fast::FixedState>,
+    /// Keyed by [`FlowKey::hash`], computed once per packet by whoever reads it.
+    live: HashTable<Live<H>>,
     /// Finished records with their decision frame, not yet taken.
     done: Vec<(u64, ConnectionRecord<H>)>,
     pub counters: TableCounters,
@@ -42,7 +49,7 @@ impl<H: StreamHandler> FlowTable<H> {
         FlowTable {
             cfg,
             max_live: max_live.max(1),
-            live: HashMap::default(),
+            live: HashTable::new(),
             done: Vec::new(),
             counters: TableCounters::default(),
         }
@@ -63,34 +70,44 @@ impl<H: StreamHandler> FlowTable<H> {
             port: p.dst_port,
         };
         let (key, from_lo) = FlowKey::of(src, dst);
-        self.packet_keyed(p, key, from_lo, frame);
+        self.packet_keyed(p, key, key.hash(), from_lo, frame);
     }
 
-    /// [`Self::packet`] with the key (and which end of it sent `p`) already made.
-    pub fn packet_keyed(&mut self, p: &TcpPacket<'_>, key: FlowKey, from_lo: bool, frame: u64) {
-        if let Some(conn) = self.live.get_mut(&key) {
-            if !conn.is_superseded_by(p, from_lo, &self.cfg) {
-                conn.handle(p, from_lo, &self.cfg);
+    /// [`Self::packet`] with the key, its [`FlowKey::hash`] and which end of it sent `p`
+    /// already made.
+    pub fn packet_keyed(
+        &mut self,
+        p: &TcpPacket<'_>,
+        key: FlowKey,
+        hash: u64,
+        from_lo: bool,
+        frame: u64,
+    ) {
+        if let Some(live) = self.live.find_mut(hash, |l| l.conn.key() == key) {
+            if !live.conn.is_superseded_by(p, from_lo, &self.cfg) {
+                live.conn.handle(p, from_lo, &self.cfg);
                 return;
             }
-            if let Some(old) = self.live.remove(&key) {
-                let reason = if old.closed_ns().is_some() {
+            if let Ok(entry) = self.live.find_entry(hash, |l| l.conn.key() == key) {
+                let (old, _) = entry.remove();
+                let reason = if old.conn.closed_ns().is_some() {
                     None
-                } else if p.ts_ns - old.last_ns() > self.cfg.idle_timeout_ns {
+                } else if p.ts_ns - old.conn.last_ns() > self.cfg.idle_timeout_ns {
                     self.counters.idle_timeouts += 1;
                     Some(EndReason::IdleTimeout)
                 } else {
                     Some(EndReason::Superseded)
                 };
                 self.done
-                    .push((frame << 1, (*old).finish(reason, None, &self.cfg)));
+                    .push((frame << 1, (*old.conn).finish(reason, None, &self.cfg)));
             }
         } else if self.live.len() >= self.max_live {
             self.evict(frame);
         }
         let mut conn = Box::new(Connection::new(key, p, from_lo, frame));
         conn.handle(p, from_lo, &self.cfg);
-        self.live.insert(key, conn);
+        self.live
+            .insert_unique(hash, Live { hash, conn }, |l| l.hash);
         self.counters.peak_live = self.counters.peak_live.max(self.live.len() as u64);
     }
 
@@ -101,11 +118,11 @@ impl<H: StreamHandler> FlowTable<H> {
         let cfg = self.cfg;
         let mut expired: Vec<Box<Connection<H>>> = self
             .live
-            .extract_if(|_, c| {
-                c.closed_ns().is_some_and(|t| now - t > cfg.linger_ns)
-                    || now - c.last_ns() > cfg.idle_timeout_ns
+            .extract_if(|l| {
+                l.conn.closed_ns().is_some_and(|t| now - t > cfg.linger_ns)
+                    || now - l.conn.last_ns() > cfg.idle_timeout_ns
             })
-            .map(|(_, c)| c)
+            .map(|l| l.conn)
             .collect();
         // Sorted while still boxed: sorting the finished records would move kilobytes each.
         expired.sort_unstable_by_key(|c| c.first_frame());
@@ -124,17 +141,25 @@ impl<H: StreamHandler> FlowTable<H> {
     /// Makes room: finalizes the least recently active sixteenth of the live connections,
     /// so that eviction costs O(1) per new connection on average.
     fn evict(&mut self, frame: u64) {
-        let mut by_age: Vec<(i64, FlowKey)> =
-            self.live.iter().map(|(k, c)| (c.last_ns(), *k)).collect();
+        let mut by_age: Vec<i64> = self.live.iter().map(|l| l.conn.last_ns()).collect();
         let n = (by_age.len() / 16).max(1);
-        if n < by_age.len() {
-            by_age.select_nth_unstable(n);
+        // The n-th oldest activity time: connections idle since then or longer go.
+        let cutoff = if n < by_age.len() {
+            *by_age.select_nth_unstable(n - 1).1
+        } else {
+            i64::MAX
+        };
+        let mut evicted: Vec<Box<Connection<H>>> = Vec::with_capacity(n);
+        let mut taken = 0;
+        // Exactly n go: at least n were active no later than the cutoff, and ties at it
+        // are taken in the table's order, which the same input always gives.
+        for l in self.live.extract_if(|l| {
+            let go = taken < n && l.conn.last_ns() <= cutoff;
+            taken += usize::from(go);
+            go
+        }) {
+            evicted.push(l.conn);
         }
-        let mut evicted: Vec<Box<Connection<H>>> = by_age
-            .into_iter()
-            .take(n)
-            .filter_map(|(_, key)| self.live.remove(&key))
-            .collect();
         evicted.sort_unstable_by_key(|c| c.first_frame());
         for c in evicted {
             // A connection that already closed (RST, or both FINs) only lingered to catch
@@ -160,7 +185,7 @@ impl<H: StreamHandler> FlowTable<H> {
     /// have the decision frame `u64::MAX` and are taken with [`Self::take_finished`].
     pub fn finish(&mut self, end_ns: i64) {
         let cfg = self.cfg;
-        let mut open: Vec<Box<Connection<H>>> = self.live.drain().map(|(_, c)| c).collect();
+        let mut open: Vec<Box<Connection<H>>> = self.live.drain().map(|l| l.conn).collect();
         open.sort_unstable_by_key(|c| c.first_frame());
         for c in open {
             self.done
