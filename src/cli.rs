@@ -522,7 +522,8 @@ fn run_analysis(
                         }
                         let judged = Judged::new(&input.display, &r, verdict);
                         let ladder = judged.verdict.class.is_failure() && (markdown || html);
-                        Some(Box::new((judged, ladder.then_some(r))))
+                        // The record only travels on (boxed itself) when a ladder needs it.
+                        Some(Box::new((judged, ladder.then(|| Box::new(r)))))
                     },
                     &mut |prepared| {
                         progress.connection();

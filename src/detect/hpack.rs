@@ -20,6 +20,13 @@
 //! - After an error the dynamic table may be half-updated; the caller decides whether to go
 //!   on (the fields of later blocks can no longer be trusted).
 
+// Input bytes never panic this decoder: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -654,6 +661,10 @@ const LEAF: u16 = 0x8000;
 
 /// The code tree of [`HUFFMAN_CODES`]: `tree[node][bit]` is a child node (never 0, the root)
 /// or `LEAF | symbol`. Fails to compile unless the codes form a complete prefix code.
+// Indexing allowed: this runs only at compile time (for `HUFFMAN`), on the constant code
+// table, never on input, so an index out of range fails the build instead of panicking (and
+// a const fn cannot call `get`).
+#[allow(clippy::indexing_slicing)]
 const fn build_huffman_tree() -> [[u16; 2]; 256] {
     let mut tree = [[0u16; 2]; 256];
     let mut free = 1;
@@ -690,6 +701,8 @@ const fn build_huffman_tree() -> [[u16; 2]; 256] {
     tree
 }
 
+// Indexing allowed, as in `build_huffman_tree`: compile time only, constant tables.
+#[allow(clippy::indexing_slicing)]
 const fn build_huffman_machine() -> HuffmanMachine {
     let tree = build_huffman_tree();
     let mut steps = [[Step {

@@ -7,8 +7,12 @@
 //! no body for HEAD, 1xx, 204 and 304; chunked transfer coding; Content-Length; otherwise a
 //! response runs until the connection closes.
 
-// No unwrap or expect outside tests: input bytes never panic this detector (clippy enforces it).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// Input bytes never panic this detector: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::mem::MaybeUninit;
 
@@ -277,7 +281,7 @@ impl Http1 {
                 State::Switched => return (Switch::None, total - bytes.len()),
                 State::Body(b) => {
                     let (used, done) = consume_body(&mut self.client, b, bytes);
-                    bytes = &bytes[used..];
+                    bytes = bytes.get(used..).unwrap_or_default();
                     if done {
                         out.push((
                             ts_ns,
@@ -295,8 +299,9 @@ impl Http1 {
                     let head = &self.client.head;
                     if head.len() < PREFACE_LINE.len() && PREFACE_LINE.starts_with(head) {
                         let take = (PREFACE_LINE.len() - head.len()).min(bytes.len());
+                        let (taken, rest) = bytes.split_at(take);
                         let mut candidate = head.clone();
-                        candidate.extend_from_slice(&bytes[..take]);
+                        candidate.extend_from_slice(taken);
                         if PREFACE_LINE.starts_with(&candidate) {
                             if candidate.len() == PREFACE_LINE.len() {
                                 self.client.state = State::Switched;
@@ -304,12 +309,12 @@ impl Http1 {
                                 return (Switch::H2c, total - bytes.len());
                             }
                             self.client.head = candidate;
-                            bytes = &bytes[take..];
+                            bytes = rest;
                             continue;
                         }
                     }
                     let used = self.take_head(ts_ns, bytes, true, out);
-                    bytes = &bytes[used..];
+                    bytes = bytes.get(used..).unwrap_or_default();
                 }
             }
         }
@@ -338,7 +343,7 @@ impl Http1 {
                 }
                 State::Body(b) => {
                     let (used, done) = consume_body(&mut self.server, b, bytes);
-                    bytes = &bytes[used..];
+                    bytes = bytes.get(used..).unwrap_or_default();
                     if let Some(x) = self.exchanges.get_mut(self.next_response.wrapping_sub(1)) {
                         x.body_bytes = self.server.body_bytes;
                     }
@@ -351,7 +356,7 @@ impl Http1 {
                         self.response_started(ts_ns, out);
                     }
                     let used = self.take_head(ts_ns, bytes, false, out);
-                    bytes = &bytes[used..];
+                    bytes = bytes.get(used..).unwrap_or_default();
                 }
             }
         }
@@ -463,7 +468,7 @@ impl Http1 {
         }
         let before = side.head.len();
         let room = MAX_HEAD - before;
-        let chunk = &bytes[..bytes.len().min(room)];
+        let (chunk, _) = bytes.split_at(bytes.len().min(room));
         side.head.extend_from_slice(chunk);
         if !client {
             let head = std::mem::take(&mut self.server.head);
@@ -651,8 +656,8 @@ impl Http1 {
 fn consume_body(side: &mut Side, body: Body, bytes: &[u8]) -> (usize, bool) {
     let mut state = body;
     let mut used = 0;
-    while used < bytes.len() {
-        let rest = &bytes[used..];
+    // While bytes are left: `first` is the next of them, for the size and trailer lines.
+    while let Some(rest @ [first, ..]) = bytes.get(used..) {
         match state {
             Body::UntilClose => {
                 side.body_bytes += rest.len() as u64;
@@ -689,7 +694,7 @@ fn consume_body(side: &mut Side, body: Body, bytes: &[u8]) -> (usize, bool) {
             Body::ChunkSize(line_len) => {
                 // The size line is parsed as it streams by: hex digits up to ';' or CR, then
                 // up to LF. Its value is accumulated in the body_bytes-free `pending_size`.
-                let b = rest[0];
+                let b = *first;
                 used += 1;
                 if b == b'\n' {
                     let size = side_chunk_size(side);
@@ -707,7 +712,7 @@ fn consume_body(side: &mut Side, body: Body, bytes: &[u8]) -> (usize, bool) {
                 }
             }
             Body::Trailer(line_len) => {
-                let b = rest[0];
+                let b = *first;
                 used += 1;
                 if b == b'\n' {
                     if line_len == 0 {

@@ -21,6 +21,13 @@
 //!   sound, so later header blocks are still reported, with their fields unknown (the dynamic
 //!   table may have been left half-updated, so nothing decoded after it can be trusted).
 
+// Input bytes never panic this detector: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::borrow::Cow;
 use std::fmt;
 

@@ -14,6 +14,13 @@
 //! handshake message, each capped); payload is counted, never copied; after a gap a parser
 //! that lost its framing stops rather than guess.
 
+// Input bytes never panic this stage: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod event;
 pub mod hpack;
 pub mod http1;
@@ -133,10 +140,21 @@ impl FirstBytes {
     }
 }
 
-fn idx(side: Side) -> usize {
+/// A side's entry of a `[client, server]` pair (matched, not indexed: no bounds to check).
+fn of<T>(pair: &[T; 2], side: Side) -> &T {
+    let [client, server] = pair;
     match side {
-        Side::Client => 0,
-        Side::Server => 1,
+        Side::Client => client,
+        Side::Server => server,
+    }
+}
+
+/// [`of`], mutably.
+fn of_mut<T>(pair: &mut [T; 2], side: Side) -> &mut T {
+    let [client, server] = pair;
+    match side {
+        Side::Client => client,
+        Side::Server => server,
     }
 }
 
@@ -153,7 +171,7 @@ fn recognise(side: Side, b: &[u8], peer: Protocol) -> Option<Protocol> {
                 || (b.len() < 3 && b.first() == Some(&0x16))
             {
                 None
-            } else if b.len() >= 3 && b[0] == 0x16 && b[1] == 3 {
+            } else if matches!(b, [0x16, 3, _, ..]) {
                 Some(Protocol::Tls)
             } else if METHODS.iter().any(|m| b.starts_with(m)) {
                 Some(Protocol::Http1)
@@ -169,11 +187,11 @@ fn recognise(side: Side, b: &[u8], peer: Protocol) -> Option<Protocol> {
                 || (b.len() < 9 && (peer == Protocol::H2 || b.first() == Some(&0)))
             {
                 None
-            } else if b.len() >= 3 && matches!(b[0], 0x15 | 0x16) && b[1] == 3 {
+            } else if matches!(b, [0x15 | 0x16, 3, _, ..]) {
                 Some(Protocol::Tls)
-            } else if peer == Protocol::H2 || (b.len() >= 9 && b[3] == 4 && b[5..9] == [0, 0, 0, 0])
-            {
-                // After a client preface, or starting with a SETTINGS frame on stream 0.
+            } else if peer == Protocol::H2 || matches!(b, [_, _, _, 4, _, 0, 0, 0, 0, ..]) {
+                // After a client preface, or starting with a SETTINGS frame (type 4 after the
+                // 3-byte length, then flags) on stream 0.
                 Some(Protocol::H2)
             } else {
                 Some(Protocol::Unknown)
@@ -198,7 +216,7 @@ impl Detector {
 
     /// The first bytes of a side, escaped for display.
     pub fn first_bytes(&self, side: Side) -> String {
-        escape_bytes(self.first_bytes[idx(side)].as_slice(), FIRST_BYTES)
+        escape_bytes(of(&self.first_bytes, side).as_slice(), FIRST_BYTES)
     }
 
     /// The HTTP/1 exchanges, in order.
@@ -207,14 +225,14 @@ impl Detector {
     }
 
     pub fn tls_counters(&self, side: Side) -> Option<TlsCounters> {
-        match &self.parsers[idx(side)] {
+        match of(&self.parsers, side) {
             Parser::Tls(t) => Some(t.counters),
             _ => None,
         }
     }
 
     pub fn h2_counters(&self, side: Side) -> Option<H2Counters> {
-        match &self.parsers[idx(side)] {
+        match of(&self.parsers, side) {
             Parser::H2(h) => Some(h.counters()),
             _ => None,
         }
@@ -237,10 +255,9 @@ impl Detector {
     }
 
     fn data(&mut self, from: Side, ts_ns: i64, bytes: &[u8]) {
-        let i = idx(from);
         if from == Side::Server && self.server_scanned < MARKER_SCAN && !self.plain_to_https_marker
         {
-            let window = &bytes[..bytes.len().min(MARKER_SCAN - self.server_scanned)];
+            let (window, _) = bytes.split_at(bytes.len().min(MARKER_SCAN - self.server_scanned));
             self.server_scanned += window.len();
             // Every plaintext response passes here: SIMD substring searches built once.
             static MARKERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
@@ -252,13 +269,13 @@ impl Detector {
                 });
             self.plain_to_https_marker = MARKERS.iter().any(|m| m.find(window).is_some());
         }
-        self.first_bytes[i].extend(bytes);
+        of_mut(&mut self.first_bytes, from).extend(bytes);
         // Undecided: gather bytes until the protocol is known, then replay them. Usually the
         // first chunk decides, and is fed on without being copied.
         let mut ts = ts_ns;
         let mut replay = None;
-        if let Parser::Undecided(buf, first_ts) = &mut self.parsers[i] {
-            let peer = self.protocol[1 - i];
+        if let Parser::Undecided(buf, first_ts) = of_mut(&mut self.parsers, from) {
+            let peer = *of(&self.protocol, from.other());
             let decided = if buf.is_empty() {
                 recognise(from, bytes, peer)
             } else {
@@ -271,7 +288,7 @@ impl Detector {
                     buf.extend_from_slice(bytes);
                 }
                 if buf.len() > 4096 {
-                    self.parsers[i] = Parser::Opaque;
+                    *of_mut(&mut self.parsers, from) = Parser::Opaque;
                 }
                 return;
             };
@@ -280,8 +297,8 @@ impl Detector {
                 replay = Some(std::mem::take(buf));
             }
             let decided_bytes = replay.as_deref().unwrap_or(bytes);
-            self.protocol[i] = p;
-            self.parsers[i] = match p {
+            *of_mut(&mut self.protocol, from) = p;
+            let parser = match p {
                 Protocol::Tls => Parser::Tls(Box::new(TlsDirection::new(from == Side::Client))),
                 Protocol::H2 => Parser::H2(Box::new(H2Direction::new(from == Side::Client))),
                 Protocol::Http1 => {
@@ -299,19 +316,19 @@ impl Detector {
                     Parser::Opaque
                 }
             };
+            *of_mut(&mut self.parsers, from) = parser;
         }
         self.feed(from, ts, replay.as_deref().unwrap_or(bytes));
     }
 
     fn feed(&mut self, from: Side, ts: i64, bytes: &[u8]) {
-        let i = idx(from);
         let mut out = Vec::new();
-        let peer_max = match &self.parsers[1 - i] {
+        let peer_max = match of(&self.parsers, from.other()) {
             Parser::H2(h) => h.announced_max_frame_size(),
             _ => DEFAULT_MAX_FRAME_SIZE,
         };
         let mut switch_to_h2: Option<usize> = None;
-        match &mut self.parsers[i] {
+        match of_mut(&mut self.parsers, from) {
             Parser::Tls(t) => t.feed(ts, bytes, &mut out),
             Parser::H2(h) => h.feed(ts, bytes, peer_max, &mut out),
             Parser::Http1 => {
@@ -343,7 +360,7 @@ impl Detector {
         {
             // TLS 1.3: everything after the ServerHello is encrypted (RFC 8446 §2).
             self.tls13 = true;
-            if let Parser::Tls(t) = &mut self.parsers[i] {
+            if let Parser::Tls(t) = of_mut(&mut self.parsers, from) {
                 t.set_encrypted();
             }
         }
@@ -355,8 +372,9 @@ impl Detector {
                 .as_mut()
                 .map(|h| h.take_held_preface())
                 .unwrap_or_default();
-            self.protocol[i] = Protocol::H2;
-            self.parsers[i] = Parser::H2(Box::new(H2Direction::new(from == Side::Client)));
+            *of_mut(&mut self.protocol, from) = Protocol::H2;
+            *of_mut(&mut self.parsers, from) =
+                Parser::H2(Box::new(H2Direction::new(from == Side::Client)));
             if !held.is_empty() {
                 self.feed(from, ts, &held);
             }
@@ -369,9 +387,8 @@ impl Detector {
     }
 
     fn gap(&mut self, from: Side, ts_ns: i64, len: u64) {
-        let i = idx(from);
         let mut out = Vec::new();
-        match &mut self.parsers[i] {
+        match of_mut(&mut self.parsers, from) {
             Parser::Tls(t) => t.gap(),
             Parser::H2(h) => h.gap(ts_ns, len, &mut out),
             Parser::Http1 => {
@@ -380,7 +397,7 @@ impl Detector {
                 }
             }
             // Without the first bytes the protocol cannot be told.
-            Parser::Undecided(..) => self.parsers[i] = Parser::Opaque,
+            Parser::Undecided(..) => *of_mut(&mut self.parsers, from) = Parser::Opaque,
             Parser::Opaque => {}
         }
         for (t, k) in out {

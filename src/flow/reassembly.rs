@@ -16,6 +16,13 @@
 //!   open when the stream ends.
 //! - Out-of-order bytes are buffered up to `cap` bytes per direction.
 
+// Input bytes never panic the reassembler: no unwrap or expect, and no indexing or slicing that
+// could fall outside the bytes (clippy enforces it; tests may index what they built).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
@@ -166,7 +173,7 @@ impl Reassembler {
             self.counters.probes += 1;
             return SegmentKind::Probe;
         }
-        let captured = &captured[..captured.len().min(wire_len as usize)];
+        let (captured, _) = captured.split_at(captured.len().min(wire_len as usize));
         let mut end = start + wire;
         if let Some(fin) = self.fin {
             if start >= fin as i64 {
@@ -369,7 +376,11 @@ impl Reassembler {
         let captured_end = start + captured.len() as u64;
         for &(a, b) in &free {
             let data = if a < captured_end {
-                captured[(a - start) as usize..(b.min(captured_end) - start) as usize].to_vec()
+                // Always in range: start <= a < b.min(captured_end) <= captured_end.
+                captured
+                    .get((a - start) as usize..(b.min(captured_end) - start) as usize)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default()
             } else {
                 Vec::new()
             };
@@ -388,11 +399,14 @@ impl Reassembler {
 
     fn remember(&mut self, offset: u64, captured: &[u8], wire_len: u32) {
         if captured.len() == wire_len as usize && wire_len > 0 {
-            self.recent[self.recent_at] = Recent {
-                offset,
-                len: wire_len,
-                fingerprint: fingerprint(captured),
-            };
+            // Always a slot: `recent_at` is kept below RECENT.
+            if let Some(slot) = self.recent.get_mut(self.recent_at) {
+                *slot = Recent {
+                    offset,
+                    len: wire_len,
+                    fingerprint: fingerprint(captured),
+                };
+            }
             self.recent_at = (self.recent_at + 1) % RECENT;
         }
     }
@@ -411,8 +425,8 @@ impl Reassembler {
 /// A cheap fingerprint of a segment: its length and its first and last 16 bytes. It touches
 /// 32 bytes whatever the segment's size, and catches a retransmission carrying other content.
 fn fingerprint(bytes: &[u8]) -> u64 {
-    let head = &bytes[..bytes.len().min(16)];
-    let tail = &bytes[bytes.len().saturating_sub(16)..];
+    let (head, _) = bytes.split_at(bytes.len().min(16));
+    let (_, tail) = bytes.split_at(bytes.len().saturating_sub(16));
     foldhash::fast::FixedState::with_seed(7).hash_one((bytes.len(), head, tail))
 }
 
