@@ -190,12 +190,21 @@ fn single<H: StreamHandler, T>(
         progress,
     );
     table.finish(end_ns);
-    table.take_finished(&mut done);
-    for (_, r) in done {
-        sink(prepare(r));
+    loop {
+        let more = table.take_some_finished(&mut done, FINISH_CHUNK);
+        for (_, r) in done.drain(..) {
+            sink(prepare(r));
+        }
+        if !more {
+            break;
+        }
     }
     table.counters
 }
+
+/// Connections still open at the end of the input that are finalized at once: their records
+/// are handed on before the next ones are made.
+const FINISH_CHUNK: usize = 1024;
 
 /// Packets per batch, and payload bytes per batch, before it is sent.
 const BATCH_PACKETS: usize = 512;
@@ -211,12 +220,12 @@ enum ToWorker {
 }
 
 /// What a worker sends the collector: its finished connections, prepared, with their
-/// (decision moment, first frame), and the moment (see [`crate::flow::table`]) up to which it
-/// has decided everything (`u64::MAX` once done).
+/// (decision moment, first frame), and how far (see [`crate::flow::table`]) it has decided
+/// everything: every record up to `progress`, in the same order, was sent.
 struct FromWorker<T> {
     shard: usize,
     records: Vec<((u64, u64), T)>,
-    progress: u64,
+    progress: (u64, u64),
     counters: Option<TableCounters>,
 }
 
@@ -311,8 +320,18 @@ fn worker<H: StreamHandler, T>(
 ) {
     let mut table = FlowTable::<H>::new(cfg, max_live);
     let mut finished = Vec::new();
+    let send = |records: Vec<((u64, u64), T)>, progress, counters| {
+        out_tx
+            .send(FromWorker {
+                shard,
+                records,
+                progress,
+                counters,
+            })
+            .is_ok()
+    };
     for msg in rx {
-        let (progress, counters) = match msg {
+        let progress = match msg {
             ToWorker::Batch(mut batch) => {
                 for meta in &batch.metas {
                     // The reader already made the key and its hash to choose this shard.
@@ -328,15 +347,31 @@ fn worker<H: StreamHandler, T>(
                 batch.clear();
                 // The reader may have stopped taking batches back; this one is then dropped.
                 let _ = free_tx.send(batch);
-                (last, None)
+                (last, u64::MAX)
             }
             ToWorker::Tick { now_ns, frame } => {
                 table.tick(now_ns, frame);
-                ((frame << 1) | 1, None)
+                ((frame << 1) | 1, u64::MAX)
             }
             ToWorker::End { end_ns } => {
+                // The connections still open, a chunk at a time in first-frame order: the
+                // collector hands each chunk on once every shard got that far.
                 table.finish(end_ns);
-                (u64::MAX, Some(table.counters))
+                loop {
+                    let more = table.take_some_finished(&mut finished, FINISH_CHUNK);
+                    let records: Vec<_> = finished
+                        .drain(..)
+                        .map(|(decision, r)| ((decision, r.first_frame), prepare(r)))
+                        .collect();
+                    if !more {
+                        send(records, (u64::MAX, u64::MAX), Some(table.counters));
+                        return;
+                    }
+                    let upto = records.last().map_or((0, 0), |(key, _)| *key);
+                    if !send(records, upto, None) {
+                        return;
+                    }
+                }
             }
         };
         table.take_finished(&mut finished);
@@ -344,15 +379,7 @@ fn worker<H: StreamHandler, T>(
             .drain(..)
             .map(|(decision, r)| ((decision, r.first_frame), prepare(r)))
             .collect();
-        if out_tx
-            .send(FromWorker {
-                shard,
-                records,
-                progress,
-                counters,
-            })
-            .is_err()
-        {
+        if !send(records, progress, None) {
             return;
         }
     }
@@ -364,7 +391,7 @@ fn collect<T>(
     rx: mpsc::Receiver<FromWorker<T>>,
     sink: &mut (dyn FnMut(T) + Send),
 ) -> TableCounters {
-    let mut progress = vec![0u64; shards];
+    let mut progress = vec![(0u64, 0u64); shards];
     let mut pending: BTreeMap<(u64, u64), T> = BTreeMap::new();
     let mut counters = TableCounters::default();
     for msg in rx {
@@ -375,9 +402,9 @@ fn collect<T>(
             counters.idle_timeouts += c.idle_timeouts;
             counters.peak_live += c.peak_live;
         }
-        let safe = progress.iter().copied().min().unwrap_or(0);
+        let safe = progress.iter().copied().min().unwrap_or((0, 0));
         while let Some(entry) = pending.first_entry() {
-            if entry.key().0 > safe {
+            if *entry.key() > safe {
                 break;
             }
             sink(entry.remove());

@@ -375,3 +375,50 @@ fn one_or_several_shards_give_the_same_connections() {
         }
     }
 }
+
+/// More connections open at the end of the input than are finalized at once: the records
+/// still come out in first-frame order, the same with one engine shard or several.
+#[test]
+fn many_connections_open_at_the_end_come_out_in_order_on_any_number_of_shards() {
+    // A real SYN (the first packet of port-reuse.pcap, Ethernet and IPv4), sent from 3,000
+    // client ports 1 µs apart and never answered: all are open when the capture ends.
+    let file = std::fs::read(flow_sample("port-reuse.pcap")).unwrap();
+    assert_eq!(le32(&file, 20), 1, "Ethernet");
+    let caplen = le32(&file, 24 + 8);
+    let frame = &file[40..40 + caplen];
+    assert_eq!(frame[12..14], [0x08, 0x00], "IPv4");
+    let tcp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    assert_eq!(frame[tcp + 13] & 0x12, 0x02, "a SYN");
+    let mut capture = file[..24].to_vec();
+    for i in 0..3000u32 {
+        let mut f = frame.to_vec();
+        f[tcp..tcp + 2].copy_from_slice(&(20_000 + i as u16).to_be_bytes());
+        capture.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        capture.extend_from_slice(&i.to_le_bytes());
+        capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        capture.extend_from_slice(&f);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("syns.pcap");
+    std::fs::write(&path, &capture).unwrap();
+    let input = rstscope::capture::Input {
+        display: path.display().to_string(),
+        source: rstscope::capture::InputSource::File(path.clone()),
+    };
+    let order = |shards: usize| {
+        let mut frames = Vec::new();
+        rstscope::pipeline::analyze::<()>(
+            &input,
+            &rstscope::flow::FlowConfig::default(),
+            shards,
+            &mut |r| frames.push(r.first_frame),
+        );
+        frames
+    };
+    let one = order(1);
+    assert_eq!(one, (1..=3000).collect::<Vec<u64>>());
+    for shards in [2, 3] {
+        assert_eq!(order(shards), one, "{shards} shards");
+    }
+}

@@ -40,6 +40,11 @@ pub struct FlowTable<H> {
     live: HashTable<Live<H>>,
     /// Finished records with their decision frame, not yet taken.
     done: Vec<(u64, ConnectionRecord<H>)>,
+    /// Once the input ended: the connections still to be finalized, the first one last, and
+    /// the input's end. They are finalized as they are taken, a few at a time, so that the
+    /// end of a capture with many open connections does not hold all their records at once.
+    closing: Vec<Box<Connection<H>>>,
+    end_ns: i64,
     pub counters: TableCounters,
 }
 
@@ -51,6 +56,8 @@ impl<H: StreamHandler> FlowTable<H> {
             max_live: max_live.max(1),
             live: HashTable::new(),
             done: Vec::new(),
+            closing: Vec::new(),
+            end_ns: i64::MAX,
             counters: TableCounters::default(),
         }
     }
@@ -176,20 +183,38 @@ impl<H: StreamHandler> FlowTable<H> {
         }
     }
 
-    /// Moves the records finished so far, in (decision frame, first frame) order, to `out`.
+    /// Moves the records finished so far, in (decision frame, first frame) order, to `out`;
+    /// after [`Self::finish`], those of every connection still open too.
     pub fn take_finished(&mut self, out: &mut Vec<(u64, ConnectionRecord<H>)>) {
-        out.append(&mut self.done);
+        while self.take_some_finished(out, usize::MAX) {}
     }
 
-    /// The input ended at `end_ns`: finalizes every connection still live. Their records
-    /// have the decision frame `u64::MAX` and are taken with [`Self::take_finished`].
-    pub fn finish(&mut self, end_ns: i64) {
+    /// [`Self::take_finished`], but finalizes at most `limit` of the connections left open at
+    /// the end of the input; returns whether some are still left.
+    pub fn take_some_finished(
+        &mut self,
+        out: &mut Vec<(u64, ConnectionRecord<H>)>,
+        limit: usize,
+    ) -> bool {
+        out.append(&mut self.done);
         let cfg = self.cfg;
-        let mut open: Vec<Box<Connection<H>>> = self.live.drain().map(|l| l.conn).collect();
-        open.sort_unstable_by_key(|c| c.first_frame());
-        for c in open {
-            self.done
-                .push((u64::MAX, (*c).finish(None, Some(end_ns), &cfg)));
+        for _ in 0..limit {
+            let Some(c) = self.closing.pop() else {
+                break;
+            };
+            out.push((u64::MAX, (*c).finish(None, Some(self.end_ns), &cfg)));
         }
+        !self.closing.is_empty()
+    }
+
+    /// The input ended at `end_ns`: every connection still live is to be finalized. Their
+    /// records have the decision frame `u64::MAX`, come in first-frame order, and are made
+    /// as they are taken with [`Self::take_finished`] or [`Self::take_some_finished`].
+    pub fn finish(&mut self, end_ns: i64) {
+        self.end_ns = end_ns;
+        self.closing = self.live.drain().map(|l| l.conn).collect();
+        // Popped from the end: the first frame last.
+        self.closing
+            .sort_unstable_by_key(|c| std::cmp::Reverse(c.first_frame()));
     }
 }
