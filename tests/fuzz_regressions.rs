@@ -58,10 +58,12 @@ fn sample_captures_pass_the_capture_and_pipeline_harnesses() {
     assert!(inputs.len() >= 60, "only {} sample captures", inputs.len());
 }
 
-/// A FIN at offset 1, then a segment at offset 0 with two captured bytes: the reassembler
-/// cuts the segment's end at the FIN but still delivers both captured bytes, so the chunks
-/// run past the stream's next offset and later chunks overlap them. The fix belongs in
-/// `Reassembler::segment` (src/flow/reassembly.rs): cut `captured` to the new end too.
+/// The reassembler's findings, both fixed in `Reassembler::segment`
+/// (src/flow/reassembly.rs): `segment-past-earlier-fin`, a FIN at offset 1 and then a segment
+/// at offset 0 with two captured bytes, once delivered both bytes past the FIN, so later
+/// chunks overlapped them; `buffer-over-cap-after-one-hole`, small pieces behind holes and
+/// then a large one, once left the out-of-order buffer over its cap, as only one hole was
+/// given up. The harness checks both: chunks contiguous, the buffer within its cap.
 #[test]
 fn reassembly_inputs_keep_chunks_contiguous() {
     assert!(replay("reassembly", harness::reassembly) > 0);

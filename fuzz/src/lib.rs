@@ -546,7 +546,8 @@ impl StreamCheck {
 }
 
 /// Feeds one direction's segments, ACKs and FIN to a [`Reassembler`], ends the stream, and
-/// checks that the chunks it delivered are contiguous and match its counters.
+/// checks that the out-of-order buffer stays within its cap after every op and that the
+/// chunks it delivered are contiguous and match its counters.
 pub fn reassembly(data: &[u8]) {
     let mut fields = Fields::new(data);
     let base = fields.u32();
@@ -576,6 +577,12 @@ pub fn reassembly(data: &[u8]) {
             // Kind 3: a stretch of time with nothing on the wire.
             _ => {}
         }
+        // The out-of-order buffer never holds more than its cap once an op is done.
+        assert!(
+            stream.buffered_bytes() <= cap,
+            "{} bytes buffered, cap {cap}",
+            stream.buffered_bytes()
+        );
     }
     stream.finish(ts_ns, &mut sink);
     assert_eq!(

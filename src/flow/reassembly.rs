@@ -14,7 +14,8 @@
 //!   continues after them: bytes the snaplen cut, bytes the peer acknowledged but the capture
 //!   never saw, holes given up when the out-of-order buffer reaches its cap, and holes still
 //!   open when the stream ends.
-//! - Out-of-order bytes are buffered up to `cap` bytes per direction.
+//! - Out-of-order bytes are buffered up to `cap` bytes per direction, each buffered piece
+//!   also counting [`PIECE_COST`] for its bookkeeping.
 
 // Input bytes never panic the reassembler: no unwrap or expect, and no indexing or slicing that
 // could fall outside the bytes (clippy enforces it; tests may index what they built).
@@ -96,6 +97,11 @@ struct Pending {
     data: Vec<u8>,
 }
 
+/// What a buffered piece costs besides its captured bytes (the map entry and the piece),
+/// charged against the cap: pieces whose payload the snaplen cut hold no bytes, and would
+/// otherwise pile up uncounted.
+const PIECE_COST: usize = 64;
+
 /// A delivered segment remembered to recognise a retransmission of it.
 #[derive(Clone, Copy, Default)]
 struct Recent {
@@ -146,7 +152,7 @@ impl Reassembler {
         self.map.offset(seq)
     }
 
-    /// Bytes held in the out-of-order buffer.
+    /// Bytes held in the out-of-order buffer, with [`PIECE_COST`] for each piece.
     pub fn buffered_bytes(&self) -> usize {
         self.pending_bytes
     }
@@ -343,7 +349,7 @@ impl Reassembler {
                 break;
             }
             let piece = entry.remove();
-            self.pending_bytes -= piece.data.len();
+            self.pending_bytes -= piece.data.len() + PIECE_COST;
             if piece.end <= self.next {
                 continue;
             }
@@ -384,7 +390,7 @@ impl Reassembler {
             } else {
                 Vec::new()
             };
-            self.pending_bytes += data.len();
+            self.pending_bytes += data.len() + PIECE_COST;
             self.pending.insert(
                 a,
                 Pending {
@@ -468,6 +474,24 @@ mod tests {
             );
         }
         assert!(r.counters.buffer_cap_hits > 0);
+    }
+
+    #[test]
+    fn pieces_the_snaplen_emptied_still_count_against_the_cap() {
+        // Out-of-order segments whose payload the snaplen cut entirely: no bytes are kept,
+        // but each piece is, so they are charged for it and the cap still bounds them.
+        let mut r = Reassembler::new(0, 1000);
+        let mut sink = |_: Chunk<'_>| {};
+        for i in 0..10_000u32 {
+            r.segment(0, 1 + 2000 * i, b"", 1400, &mut sink);
+            assert!(
+                r.buffered_bytes() <= 1000,
+                "{} buffered",
+                r.buffered_bytes()
+            );
+        }
+        assert!(r.counters.buffer_cap_hits > 0);
+        assert!(r.pending.len() <= 1000 / PIECE_COST);
     }
 
     #[test]
