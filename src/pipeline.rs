@@ -206,8 +206,10 @@ fn single<H: StreamHandler, T>(
 /// are handed on before the next ones are made.
 const FINISH_CHUNK: usize = 1024;
 
-/// Packets per batch, and payload bytes per batch, before it is sent.
-const BATCH_PACKETS: usize = 512;
+/// Packets per batch, and payload bytes per batch, before it is sent. On short connections
+/// (about 8 packets each) 2,048 packets a batch ran about 10 % faster with two workers than
+/// 512: fewer hand-overs between threads; larger batches gained nothing more.
+const BATCH_PACKETS: usize = 2048;
 const BATCH_BYTES: usize = 512 << 10;
 /// Full batches that may wait for each worker.
 const QUEUE_DEPTH: usize = 4;
