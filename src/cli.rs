@@ -17,7 +17,7 @@ use rstscope::flow::{ConnectionRecord, FlowConfig};
 use rstscope::pipeline::{InputSummary, analyze, analyze_with_progress};
 use rstscope::report;
 use rstscope::report::explain::{self, FlowSelector};
-use rstscope::report::verdicts::{self, Findings, Judged, Style};
+use rstscope::report::verdicts::{self, Findings, Judged, Style, Tally};
 use rstscope::stats::{self, InputStats};
 use rstscope::timefmt::parse_time;
 
@@ -198,8 +198,8 @@ struct EngineArgs {
     /// (and marked so).
     #[arg(long, value_name = "N", default_value_t = 1 << 18)]
     max_connections: usize,
-    /// Out-of-order bytes buffered per direction of a connection; past it the hole before
-    /// them is given up as a gap.
+    /// Out-of-order bytes buffered per direction of a connection (each held piece counts
+    /// 64 bytes more); past it the hole before them is given up as a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
 }
@@ -480,6 +480,14 @@ fn write_flow(
     }
 }
 
+/// What the analysis hands on from the worker that judged a connection.
+enum Prepared {
+    /// Not listed: the summary's counts only.
+    Counted(Tally),
+    /// Listed: the judged connection, with its record when a ladder diagram is drawn of it.
+    Listed(Box<(Judged, Option<Box<ConnectionRecord<Detector>>>)>),
+}
+
 fn run_analysis(
     config: &Config,
     all: bool,
@@ -520,17 +528,27 @@ fn run_analysis(
                         if !filter.keeps(&r, verdict.class) {
                             return None;
                         }
+                        if !(verdict.class.is_failure() || all) {
+                            // Not listed: only what the summary counts moves on.
+                            return Some(Prepared::Counted(Tally::of(
+                                r.server, r.start_ns, &verdict,
+                            )));
+                        }
                         let judged = Judged::new(&input.display, &r, verdict);
                         let ladder = judged.verdict.class.is_failure() && (markdown || html);
                         // The record only travels on (boxed itself) when a ladder needs it.
-                        Some(Box::new((judged, ladder.then(|| Box::new(r)))))
+                        Some(Prepared::Listed(Box::new((
+                            judged,
+                            ladder.then(|| Box::new(r)),
+                        ))))
                     },
                     &mut |prepared| {
                         progress.connection();
-                        let Some(prepared) = prepared else {
-                            return;
+                        let (judged, record) = match prepared {
+                            None => return,
+                            Some(Prepared::Counted(tally)) => return f.count(tally),
+                            Some(Prepared::Listed(listed)) => *listed,
                         };
-                        let (judged, record) = *prepared;
                         if let Some(r) = &record {
                             let class = judged.verdict.class;
                             if markdown && !f.ladders.contains_key(&class) {

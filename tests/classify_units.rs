@@ -858,7 +858,8 @@ fn a_response_given_up_by_the_out_of_order_buffer_cap_is_no_close_before_respons
         .send_seq(SERVER, PSH, head, base);
     s.seq[SERVER] = base + response.len() as u32;
     let cfg = FlowConfig {
-        max_buffered_per_direction: 16,
+        // 16 bytes of payload, and each piece's bookkeeping.
+        max_buffered_per_direction: 16 + rstscope::flow::reassembly::PIECE_COST,
         ..FlowConfig::default()
     };
     let v = s

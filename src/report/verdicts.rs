@@ -36,6 +36,39 @@ impl Judged {
     }
 }
 
+/// What the summary counts of a connection, without what only its listing needs: a
+/// connection that is not listed travels from the worker that judged it as these few facts.
+pub struct Tally {
+    server: Endpoint,
+    start_ns: i64,
+    class: Class,
+    longest_reuse_idle_ms: Option<f64>,
+    /// The idle time the class is about: before the close (`idle_close`) or before the
+    /// request that raced it (`keepalive_race`).
+    idle_ms: Option<f64>,
+    server_errors: Vec<u16>,
+    timeout_match: Option<String>,
+}
+
+impl Tally {
+    pub fn of(server: Endpoint, start_ns: i64, v: &Verdict) -> Self {
+        let idle_ms = match v.class {
+            Class::IdleClose => v.timings.idle_before_close_ms,
+            Class::KeepaliveRace => v.timings.idle_before_request_ms,
+            _ => None,
+        };
+        Tally {
+            server,
+            start_ns,
+            class: v.class,
+            longest_reuse_idle_ms: v.longest_reuse_idle_ms,
+            idle_ms,
+            server_errors: v.server_errors.clone(),
+            timeout_match: idle_ms.and(v.timeout_match.clone()),
+        }
+    }
+}
+
 /// Counts of one class at one server endpoint.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClassCount {
@@ -89,54 +122,12 @@ impl Findings {
         }
     }
 
+    /// Counts a judged connection and keeps it for the listing when it failed (or with
+    /// `keep_all`), within the listing cap.
     pub fn add(&mut self, j: Judged, keep_all: bool) {
-        self.connections += 1;
+        self.count(Tally::of(j.server, j.start_ns, &j.verdict));
         let v = &j.verdict;
-        let e = self
-            .by_server
-            .entry((j.server, v.class))
-            .or_insert(ClassCount {
-                count: 0,
-                first_ns: j.start_ns,
-                last_ns: j.start_ns,
-            });
-        e.count += 1;
-        e.first_ns = e.first_ns.min(j.start_ns);
-        e.last_ns = e.last_ns.max(j.start_ns);
-        if let Some(ms) = v.longest_reuse_idle_ms {
-            let e = self.reuse_idle.entry(j.server).or_insert(0.0);
-            *e = e.max(ms / 1000.0);
-        }
-        if v.class == Class::KeepaliveRace {
-            *self.races.entry(j.server).or_default() += 1;
-            if let Some(ms) = v.timings.idle_before_request_ms {
-                let e = self.reuse_idle.entry(j.server).or_insert(0.0);
-                *e = e.max(ms / 1000.0);
-            }
-        }
-        for s in &v.server_errors {
-            *self.server_errors.entry((j.server, *s)).or_default() += 1;
-        }
-        let idle = match v.class {
-            Class::IdleClose => v.timings.idle_before_close_ms,
-            Class::KeepaliveRace => v.timings.idle_before_request_ms,
-            _ => None,
-        };
-        if let Some(ms) = idle {
-            self.idle_closes
-                .entry(j.server)
-                .or_default()
-                .push(ms / 1000.0);
-            if let Some(m) = &v.timeout_match {
-                self.matches.entry(j.server).or_insert_with(|| m.clone());
-            }
-        }
         if v.class.is_failure() {
-            self.failing += 1;
-            *self
-                .failures_per_second
-                .entry(j.start_ns.div_euclid(1_000_000_000))
-                .or_default() += 1;
             self.examples
                 .entry((v.class, j.server))
                 .or_insert_with(|| v.explanation.clone());
@@ -147,6 +138,52 @@ impl Findings {
             } else {
                 self.unlisted += 1;
             }
+        }
+    }
+
+    /// Counts a connection in the summary without listing it.
+    pub fn count(&mut self, t: Tally) {
+        self.connections += 1;
+        let e = self
+            .by_server
+            .entry((t.server, t.class))
+            .or_insert(ClassCount {
+                count: 0,
+                first_ns: t.start_ns,
+                last_ns: t.start_ns,
+            });
+        e.count += 1;
+        e.first_ns = e.first_ns.min(t.start_ns);
+        e.last_ns = e.last_ns.max(t.start_ns);
+        if let Some(ms) = t.longest_reuse_idle_ms {
+            let e = self.reuse_idle.entry(t.server).or_insert(0.0);
+            *e = e.max(ms / 1000.0);
+        }
+        if t.class == Class::KeepaliveRace {
+            *self.races.entry(t.server).or_default() += 1;
+            if let Some(ms) = t.idle_ms {
+                let e = self.reuse_idle.entry(t.server).or_insert(0.0);
+                *e = e.max(ms / 1000.0);
+            }
+        }
+        for s in &t.server_errors {
+            *self.server_errors.entry((t.server, *s)).or_default() += 1;
+        }
+        if let Some(ms) = t.idle_ms {
+            self.idle_closes
+                .entry(t.server)
+                .or_default()
+                .push(ms / 1000.0);
+            if let Some(m) = t.timeout_match {
+                self.matches.entry(t.server).or_insert(m);
+            }
+        }
+        if t.class.is_failure() {
+            self.failing += 1;
+            *self
+                .failures_per_second
+                .entry(t.start_ns.div_euclid(1_000_000_000))
+                .or_default() += 1;
         }
     }
 
