@@ -90,24 +90,23 @@ impl<H: StreamHandler> FlowTable<H> {
         from_lo: bool,
         frame: u64,
     ) {
-        if let Some(live) = self.live.find_mut(hash, |l| l.conn.key() == key) {
+        if let Ok(mut entry) = self.live.find_entry(hash, |l| l.conn.key() == key) {
+            let live = entry.get_mut();
             if !live.conn.is_superseded_by(p, from_lo, &self.cfg) {
                 live.conn.handle(p, from_lo, &self.cfg);
                 return;
             }
-            if let Ok(entry) = self.live.find_entry(hash, |l| l.conn.key() == key) {
-                let (old, _) = entry.remove();
-                let reason = if old.conn.closed_ns().is_some() {
-                    None
-                } else if p.ts_ns - old.conn.last_ns() > self.cfg.idle_timeout_ns {
-                    self.counters.idle_timeouts += 1;
-                    Some(EndReason::IdleTimeout)
-                } else {
-                    Some(EndReason::Superseded)
-                };
-                self.done
-                    .push((frame << 1, (*old.conn).finish(reason, None, &self.cfg)));
-            }
+            let (old, _) = entry.remove();
+            let reason = if old.conn.closed_ns().is_some() {
+                None
+            } else if p.ts_ns - old.conn.last_ns() > self.cfg.idle_timeout_ns {
+                self.counters.idle_timeouts += 1;
+                Some(EndReason::IdleTimeout)
+            } else {
+                Some(EndReason::Superseded)
+            };
+            self.done
+                .push((frame << 1, (*old.conn).finish(reason, None, &self.cfg)));
         } else if self.live.len() >= self.max_live {
             self.evict(frame);
         }
