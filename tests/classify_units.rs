@@ -62,40 +62,7 @@ impl Script {
             .send(CLIENT, ACK, b"")
     }
     fn verdict(self) -> Verdict {
-        let mut table = FlowTable::<Detector>::new(FlowConfig::default(), 16);
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let end = self.now;
-        for (i, (ts, who, flags, data, seq, ack)) in self.packets.iter().enumerate() {
-            let (sp, dp) = if *who == CLIENT {
-                (40000, 8080)
-            } else {
-                (8080, 40000)
-            };
-            let p = TcpPacket {
-                ts_ns: *ts,
-                ip: IpVersion::V4,
-                src: ip,
-                dst: ip,
-                src_port: sp,
-                dst_port: dp,
-                seq: *seq,
-                ack: *ack,
-                flags: TcpFlags(*flags),
-                window: 512,
-                ttl: 64,
-                options: &[],
-                payload: data,
-                payload_len: data.len() as u32,
-                reassembled: false,
-                frame_len: 54 + data.len() as u32,
-            };
-            table.packet(&p, i as u64 + 1);
-        }
-        table.finish(end);
-        let mut done = Vec::new();
-        table.take_finished(&mut done);
-        assert_eq!(done.len(), 1, "one connection");
-        classify(&done[0].1)
+        self.verdict_with(FlowConfig::default())
     }
 }
 

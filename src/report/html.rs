@@ -887,10 +887,7 @@ fn write_verdict(out: &mut dyn Write, v: &Verdict) -> io::Result<()> {
     )?;
     writeln!(out, "<p>{}</p>", esc(&v.explanation))?;
     if v.rst_from_middlebox {
-        writeln!(
-            out,
-            "<p>The RST's TTL differs from its sender's other packets: it probably came from a middlebox.</p>"
-        )?;
+        writeln!(out, "<p>{}</p>", esc(super::RST_FROM_MIDDLEBOX))?;
     }
     if let Some(p) = &v.proxies {
         writeln!(

@@ -4,3 +4,7 @@ pub mod explain;
 pub mod flows;
 pub mod html;
 pub mod verdicts;
+
+/// Said of a connection whose first RST has a TTL unlike its sender's other packets.
+pub(crate) const RST_FROM_MIDDLEBOX: &str =
+    "The RST's TTL differs from its sender's other packets: it probably came from a middlebox.";

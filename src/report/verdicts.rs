@@ -442,10 +442,7 @@ pub fn write_connection(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
     )?;
     writeln!(out, "    {}", v.explanation)?;
     if v.rst_from_middlebox {
-        writeln!(
-            out,
-            "    The RST's TTL differs from its sender's other packets: it probably came from a middlebox."
-        )?;
+        writeln!(out, "    {}", super::RST_FROM_MIDDLEBOX)?;
     }
     if let Some(p) = &v.proxies {
         writeln!(out, "    Envoy:   {}", p.envoy)?;
