@@ -461,7 +461,6 @@ impl Http1 {
             if client {
                 self.parse_request(ts_ns, head, out);
             } else {
-                self.note_status_line(head);
                 self.parse_response(ts_ns, head, out);
             }
             return end;
@@ -579,6 +578,8 @@ impl Http1 {
             ),
             Ok(httparse::Status::Complete(_))
         ) {
+            // What the status line says still counts (as for a head cut short).
+            self.note_status_line(head);
             out.push((
                 ts_ns,
                 ProtoKind::HttpInvalid {
@@ -608,7 +609,9 @@ impl Http1 {
             },
         ));
         if (100..200).contains(&status) && status != 101 {
-            // An interim response: the final one follows for the same request.
+            // An interim response: the final one follows for the same request, whose status
+            // replaces this one.
+            self.note_status_line(head);
             return;
         }
         let method = self.pending_methods.pop_front();
