@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 
+use super::clip;
 use crate::classify::Verdict;
 use crate::classify::vocabulary::{h2_error_name, tls_alert_name};
 use crate::detect::{Detector, ProtoKind};
@@ -332,8 +333,10 @@ pub fn write_explain(
     for r in &rungs {
         let t = relative(r.ts_ns - rec.start_ns);
         match r.from {
-            Some(Side::Client) => writeln!(out, "{t:>14}  {:<LABEL$} ───▶", clip(&r.what))?,
-            Some(Side::Server) => writeln!(out, "{t:>14}  {:<LABEL$} ◀─── {}", "", clip(&r.what))?,
+            Some(Side::Client) => writeln!(out, "{t:>14}  {:<LABEL$} ───▶", clip(&r.what, LABEL))?,
+            Some(Side::Server) => {
+                writeln!(out, "{t:>14}  {:<LABEL$} ◀─── {}", "", clip(&r.what, LABEL))?
+            }
             None => writeln!(out, "{t:>14}  {:^w$}", r.what, w = LABEL * 2 + 6)?,
         }
     }
@@ -370,16 +373,6 @@ pub fn write_explain(
         )?;
     }
     writeln!(out)
-}
-
-fn clip(s: &str) -> String {
-    if s.chars().count() <= LABEL {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(LABEL - 1).collect();
-        c.push('…');
-        c
-    }
 }
 
 #[cfg(test)]

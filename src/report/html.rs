@@ -21,6 +21,7 @@ use crate::detect::Detector;
 use crate::flow::{ConnectionRecord, Side};
 use crate::timefmt::rfc3339_ns;
 
+use super::clip;
 use super::explain::{Rung, Tone, relative, rungs};
 use super::verdicts::{
     Findings, Judged, closed_short, in_time_order, key_timing, short, time_of_day,
@@ -147,16 +148,6 @@ fn esc(s: &str) -> String {
         }
     }
     o
-}
-
-fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(width.saturating_sub(1)).collect();
-        c.push('…');
-        c
-    }
 }
 
 /// A fixed colour per class, grouped by where the connection failed: connect in blues, TLS

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::clip;
 use crate::classify::{Class, CloseKind, Verdict};
 use crate::detect::Detector;
 use crate::flow::{ConnectionRecord, Endpoint, Side};
@@ -834,16 +835,6 @@ pub(crate) fn short(explanation: &str) -> &str {
         .min()
         .unwrap_or(explanation.len());
     &explanation[..end]
-}
-
-fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(width.saturating_sub(1)).collect();
-        c.push('…');
-        c
-    }
 }
 
 /// The connections as a table fitted to `width` columns (the explanation's first clause takes
