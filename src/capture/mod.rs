@@ -9,10 +9,11 @@
 //! its own link type, `if_tsresol` and `if_tsoffset`), each optionally gzip (multi-member) or
 //! zstd compressed.
 //!
-//! Invariants: memory is one read buffer per open input (1 MiB, grown by doubling only while
-//! real data fills it, never past [`MAX_RECORD_LEN`]); a frame borrows that buffer and is only
-//! valid until the next call to [`CaptureReader::next_frame`]; no length field read from the
-//! input decides an allocation by itself.
+//! Invariants: memory is one read block per open input (1 MiB, grown by doubling only while
+//! real data fills it, never past [`MAX_RECORD_LEN`]), plus the earlier blocks other threads
+//! still hold (see `blocks`); a frame borrows the current block and is only valid until the
+//! next call to [`CaptureReader::next_frame`], but [`CaptureReader::block`] lends that block
+//! out for longer; no length field read from the input decides an allocation by itself.
 
 // Input bytes never panic this stage: no unwrap or expect, and no indexing or slicing that
 // could fall outside the bytes (clippy enforces it; tests may index what they built).
@@ -21,9 +22,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod blocks;
 mod input;
 mod reader;
 
+pub use blocks::SharedBlock;
 pub use input::{Input, InputSource, expand_inputs, sniff_path};
 pub use reader::{CaptureReader, Compression, FormatInfo, MAX_RECORD_LEN};
 

@@ -4,10 +4,10 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+use pcap_parser::{PcapBlockOwned, PcapError};
 use serde::Serialize;
 
+use super::blocks::{BlockReader, SharedBlock};
 use super::input::{FullReader, InputSource, is_capture_magic, open_stream, read_full};
 use super::{Frame, LinkType};
 use crate::error::{CaptureError, CaptureErrorKind};
@@ -69,7 +69,7 @@ enum Kind {
 
 /// Reads frames from one capture input.
 pub struct CaptureReader {
-    reader: Box<dyn PcapReaderIterator + Send>,
+    reader: BlockReader,
     /// Bytes read so far from the file or pipe (compressed bytes for compressed input).
     raw_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// A read or decompression error that ended the stream early, if one did.
@@ -170,11 +170,8 @@ impl CaptureReader {
                 },
             ),
         };
-        let reader: Box<dyn PcapReaderIterator + Send> = if is_ng {
-            Box::new(PcapNGReader::new(INITIAL_BUFFER, stream).map_err(header_err)?)
-        } else {
-            Box::new(LegacyPcapReader::new(INITIAL_BUFFER, stream).map_err(header_err)?)
-        };
+        let reader =
+            BlockReader::new(INITIAL_BUFFER, Box::new(stream), is_ng).map_err(header_err)?;
         Ok(CaptureReader {
             reader,
             raw_bytes,
@@ -221,6 +218,19 @@ impl CaptureReader {
         self.fault_count
     }
 
+    /// Reads the input on a thread of its own from now on, a few blocks ahead of the frames
+    /// handed out (see [`super::blocks`]).
+    pub fn read_ahead(&mut self) {
+        self.reader.read_ahead();
+    }
+
+    /// The block of input bytes that the frame returned last lies in. Worker threads keep a
+    /// clone to read that frame's bytes later without copying them (see
+    /// [`super::blocks`]).
+    pub fn block(&self) -> &SharedBlock {
+        self.reader.block()
+    }
+
     /// Byte offset of the next record in the (decompressed) input.
     pub fn offset(&self) -> u64 {
         (self.reader.consumed() + self.pending_consume) as u64
@@ -236,6 +246,13 @@ impl CaptureReader {
     /// Returns the next frame, `Ok(None)` at the end of the input, or the fault that stops
     /// reading this input (every frame before it was returned).
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        Ok(self.next_frame_in_block()?.map(|(frame, _)| frame))
+    }
+
+    /// [`CaptureReader::next_frame`], with the block the frame's bytes lie in.
+    pub fn next_frame_in_block(
+        &mut self,
+    ) -> Result<Option<(Frame<'_>, &SharedBlock)>, CaptureError> {
         if self.finished {
             return Ok(None);
         }
@@ -328,13 +345,14 @@ impl CaptureReader {
             .data()
             .get(start..start + len)
             .unwrap_or_default();
-        Ok(Some(Frame {
+        let frame = Frame {
             ts_ns,
             link_type,
             data,
             orig_len,
             offset,
-        }))
+        };
+        Ok(Some((frame, self.reader.block())))
     }
 
     fn take_stream_error(&self) -> Option<String> {
@@ -346,11 +364,7 @@ impl CaptureReader {
         })
     }
 
-    fn fail(
-        &mut self,
-        offset: u64,
-        kind: CaptureErrorKind,
-    ) -> Result<Option<Frame<'_>>, CaptureError> {
+    fn fail<T>(&mut self, offset: u64, kind: CaptureErrorKind) -> Result<Option<T>, CaptureError> {
         self.finished = true;
         Err(CaptureError::new(offset, kind))
     }
