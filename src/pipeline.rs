@@ -18,7 +18,6 @@
 //! gives the same records in the same order (unless the live-connection cap evicts).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::mpsc;
 
 use crate::capture::{CaptureReader, Input, SharedBlock};
@@ -265,12 +264,15 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
             let free_tx = free_tx.clone();
             let out_tx = out_tx.clone();
             let cfg = *cfg;
-            scope
-                .spawn(move || worker::<H, T>(shard, cfg, per_shard, prepare, rx, free_tx, out_tx));
+            spawn_named(scope, format!("rstscope-work{shard}"), move || {
+                worker::<H, T>(shard, cfg, per_shard, prepare, rx, free_tx, out_tx)
+            });
             senders.push(tx);
         }
         drop(out_tx);
-        let collector = scope.spawn(move || collect(shards, out_rx, sink));
+        let collector = spawn_named(scope, "rstscope-merge".into(), move || {
+            collect(shards, out_rx, sink)
+        });
 
         let mut filling: Vec<Batch> = (0..shards).map(|_| Batch::default()).collect();
         let flush =
@@ -322,6 +324,22 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
         drop(senders);
         collector.join().unwrap_or_default()
     })
+}
+
+/// Spawns a scoped thread with a name, so that profilers and `top -H` tell the stages apart.
+/// Failing to start a thread is as fatal as with `Scope::spawn`.
+fn spawn_named<'scope, 'env, R: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: String,
+    f: impl FnOnce() -> R + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, R> {
+    match std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, f)
+    {
+        Ok(handle) => handle,
+        Err(e) => panic!("cannot start a thread: {e}"),
+    }
 }
 
 fn worker<H: StreamHandler, T>(
@@ -446,10 +464,7 @@ struct Meta {
     from_lo: bool,
     ts_ns: i64,
     ip: IpVersion,
-    src: IpAddr,
-    dst: IpAddr,
-    src_port: u16,
-    dst_port: u16,
+    // The addresses and ports are the key's, in the order `from_lo` gives.
     seq: u32,
     ack: u32,
     flags: u8,
@@ -532,10 +547,6 @@ impl Batch {
             from_lo,
             ts_ns: p.ts_ns,
             ip: p.ip,
-            src: p.src,
-            dst: p.dst,
-            src_port: p.src_port,
-            dst_port: p.dst_port,
             seq: p.seq,
             ack: p.ack,
             flags: p.flags.0,
@@ -575,13 +586,18 @@ impl Batch {
             let at = at as usize;
             bytes.get(at..at + len).unwrap_or_default()
         };
+        let (src, dst) = if m.from_lo {
+            (m.key.lo, m.key.hi)
+        } else {
+            (m.key.hi, m.key.lo)
+        };
         TcpPacket {
             ts_ns: m.ts_ns,
             ip: m.ip,
-            src: m.src,
-            dst: m.dst,
-            src_port: m.src_port,
-            dst_port: m.dst_port,
+            src: src.ip,
+            dst: dst.ip,
+            src_port: src.port,
+            dst_port: dst.port,
             seq: m.seq,
             ack: m.ack,
             flags: TcpFlags(m.flags),
