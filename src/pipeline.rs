@@ -17,7 +17,7 @@
 //! by the live connections and about a second of finished ones, and any number of workers
 //! gives the same records in the same order (unless the live-connection cap evicts).
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::mpsc;
 
 use crate::capture::{CaptureReader, Input, SharedBlock};
@@ -423,36 +423,57 @@ fn worker<H: StreamHandler, T>(
     }
 }
 
-/// Merges the workers' records into one stream in (decision frame, first frame) order.
+/// Merges the workers' records into one stream in (decision frame, first frame) order. Each
+/// worker sends its records in that order, so a merge of the per-worker queues suffices.
 fn collect<T>(
     shards: usize,
     rx: mpsc::Receiver<FromWorker<T>>,
     sink: &mut (dyn FnMut(T) + Send),
 ) -> TableCounters {
     let mut progress = vec![(0u64, 0u64); shards];
-    let mut pending: BTreeMap<(u64, u64), T> = BTreeMap::new();
+    let mut pending: Vec<VecDeque<((u64, u64), T)>> =
+        (0..shards).map(|_| VecDeque::new()).collect();
     let mut counters = TableCounters::default();
     for msg in rx {
-        progress[msg.shard] = progress[msg.shard].max(msg.progress);
-        pending.extend(msg.records);
+        if let Some(p) = progress.get_mut(msg.shard) {
+            *p = (*p).max(msg.progress);
+        }
+        if let Some(queue) = pending.get_mut(msg.shard) {
+            queue.extend(msg.records);
+        }
         if let Some(c) = msg.counters {
             counters.evicted += c.evicted;
             counters.idle_timeouts += c.idle_timeouts;
             counters.peak_live += c.peak_live;
         }
         let safe = progress.iter().copied().min().unwrap_or((0, 0));
-        while let Some(entry) = pending.first_entry() {
-            if *entry.key() > safe {
-                break;
-            }
-            sink(entry.remove());
-        }
+        hand_on(&mut pending, safe, sink);
     }
     // Workers that stopped early (a bug) leave their records here: hand them on anyway.
-    for (_, r) in pending {
-        sink(r);
-    }
+    hand_on(&mut pending, (u64::MAX, u64::MAX), sink);
     counters
+}
+
+/// Hands on, in order, the pending records up to `upto`.
+fn hand_on<T>(
+    pending: &mut [VecDeque<((u64, u64), T)>],
+    upto: (u64, u64),
+    sink: &mut (dyn FnMut(T) + Send),
+) {
+    loop {
+        let first = pending
+            .iter()
+            .enumerate()
+            .filter_map(|(shard, queue)| queue.front().map(|(key, _)| (*key, shard)))
+            .min();
+        let Some((_, shard)) = first.filter(|(key, _)| *key <= upto) else {
+            return;
+        };
+        match pending.get_mut(shard).and_then(VecDeque::pop_front) {
+            Some((_, record)) => sink(record),
+            None => return,
+        }
+    }
 }
 
 /// A TCP segment: its header fields, and where its options and captured payload lie.
