@@ -3,8 +3,9 @@
 # (capture and decode stages), `rstscope flows` (plus the connection engine) and the default
 # analysis (plus the protocol detectors and a verdict for every connection, the report
 # written to a file), each with one thread and with the default, against `capinfos` and
-# `tshark -q -z conv,tcp` on the same file. Prints the median wall time of several runs, MB/s, packets/s, peak RSS and the
-# speed ratio to tshark.
+# `tshark -q -z conv,tcp` on the same file. Prints the median wall time of several runs, the
+# mean CPU time (user + system, all threads), MB/s, packets/s, peak RSS and the speed ratio
+# to tshark.
 #
 #   bash benches/compare.sh FILE [RUNS] [TSHARK_RUNS]
 #
@@ -42,25 +43,44 @@ measure flows "$RUNS" "$BIN" flows "$FILE"
 measure analysis_j1 "$RUNS" "$BIN" -j1 -o "$WORK/report-j1.txt" "$FILE"
 measure analysis "$RUNS" "$BIN" -o "$WORK/report.txt" "$FILE"
 cmp -s "$WORK/report-j1.txt" "$WORK/report.txt" || echo "warning: -j1 and default reports differ" >&2
+# The -j1 / default ratio again, the two runs alternating: this machine's speed drifts, and
+# hyperfine runs each command's series in one go.
+for _ in $(seq "$RUNS"); do
+    for jobs in j1 default; do
+        flag=()
+        [ "$jobs" = j1 ] && flag=(-j1)
+        /usr/bin/time -f %e -a -o "$WORK/alternating-$jobs" \
+            "$BIN" "${flag[@]}" -q -o /dev/null "$FILE" || [ $? -eq 1 ]
+    done
+done
 measure capinfos "$RUNS" capinfos "$FILE"
 measure tshark "$TSHARK_RUNS" tshark -n -q -z conv,tcp -r "$FILE"
 
 python3 - "$WORK" "$SIZE" "$PACKETS" "$FILE" <<'PY'
-import json, statistics, sys
+import json, re, statistics, sys
 work, size, packets, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rows = {}
 for name in ["stats_j1", "stats", "flows_j1", "flows", "analysis_j1", "analysis", "capinfos", "tshark"]:
     times = json.load(open(f"{work}/{name}.json"))["results"][0]["times"]
     rss_kb = int(open(f"{work}/{name}.rss").read().split()[-1])
-    rows[name] = (statistics.median(times), len(times), rss_kb)
+    result = json.load(open(f"{work}/{name}.json"))["results"][0]
+    cpu = result["user"] + result["system"]  # hyperfine gives their means
+    rows[name] = (statistics.median(times), len(times), rss_kb, cpu)
 print(f"# {path}: {size / 1e6:.0f} MB, {packets} packets")
-print(f"{'command':<22}{'median s':>10}{'runs':>6}{'MB/s':>10}{'Mpkt/s':>9}{'peak RSS MiB':>14}{'x tshark':>10}")
+print(f"{'command':<22}{'median s':>10}{'CPU s':>8}{'runs':>6}{'MB/s':>10}{'Mpkt/s':>9}{'peak RSS MiB':>14}{'x tshark':>10}")
 names = {"stats_j1": "rstscope stats -j1", "stats": "rstscope stats", "flows_j1": "rstscope flows -j1",
          "flows": "rstscope flows", "analysis_j1": "rstscope -j1", "analysis": "rstscope",
          "capinfos": "capinfos", "tshark": "tshark conv,tcp"}
-for name, (t, n, rss) in rows.items():
-    print(f"{names[name]:<22}{t:>10.3f}{n:>6}{size / 1e6 / t:>10.0f}{packets / 1e6 / t:>9.2f}"
+for name, (t, n, rss, cpu) in rows.items():
+    print(f"{names[name]:<22}{t:>10.3f}{cpu:>8.3f}{n:>6}{size / 1e6 / t:>10.0f}{packets / 1e6 / t:>9.2f}"
           f"{rss / 1024:>14.1f}{rows['tshark'][0] / t:>10.1f}")
 for what in ["stats", "flows", "analysis"]:
     print(f"default -j against -j1, {what}: {rows[what + '_j1'][0] / rows[what][0]:.2f}x")
+alternating = {}
+for jobs in ["j1", "default"]:
+    # GNU time also notes "Command exited with non-zero status 1": only the times count.
+    lines = open(f"{work}/alternating-{jobs}").read().splitlines()
+    alternating[jobs] = statistics.median(float(t) for t in lines if re.fullmatch(r"[0-9.]+", t))
+print(f"default -j against -j1, analysis, runs alternating: {alternating['j1']:.3f} s / "
+      f"{alternating['default']:.3f} s = {alternating['j1'] / alternating['default']:.2f}x")
 PY

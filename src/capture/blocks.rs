@@ -56,6 +56,18 @@ const SPARE_BLOCKS: usize = 16;
 type LegacyParse =
     for<'a> fn(&'a [u8]) -> nom::IResult<&'a [u8], LegacyPcapBlock<'a>, PcapError<&'a [u8]>>;
 
+/// A legacy pcap record's header fields, and where its packet lies (from the start of
+/// [`BlockReader::data`] for [`BlockReader::next_legacy_record`]).
+pub(crate) struct LegacyRecord {
+    pub(crate) ts_sec: u32,
+    /// Microseconds or nanoseconds, as the file header says.
+    pub(crate) ts_frac: u32,
+    pub(crate) caplen: u32,
+    pub(crate) orig_len: u32,
+    pub(crate) data_at: usize,
+    pub(crate) data_len: usize,
+}
+
 /// Which records the input holds.
 enum Records {
     /// Legacy pcap: the file header (handed out once, as the first block) and the record
@@ -153,6 +165,41 @@ impl BlockReader {
         let n = n.min(self.end - self.start);
         self.start += n;
         self.consumed += n;
+    }
+
+    /// The next record of a legacy pcap file in the usual (not "modified") format, and how
+    /// many bytes it takes, if it is entirely in the buffer; `None` otherwise, and `next`
+    /// then says why (end, more needed, corrupt) exactly as for any other record.
+    pub(crate) fn next_legacy_record(&self) -> Option<(usize, LegacyRecord)> {
+        let Records::Legacy { header, .. } = &self.records else {
+            return None;
+        };
+        if self.consumed == 0 || header.is_modified_format() {
+            return None;
+        }
+        let data = self.data();
+        let field = |at: usize| -> Option<u32> {
+            let bytes: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+            Some(if header.is_bigendian() {
+                u32::from_be_bytes(bytes)
+            } else {
+                u32::from_le_bytes(bytes)
+            })
+        };
+        let caplen = field(8)?;
+        let total = 16usize.checked_add(caplen as usize)?;
+        if total > data.len() {
+            return None;
+        }
+        let record = LegacyRecord {
+            ts_sec: field(0)?,
+            ts_frac: field(4)?,
+            caplen,
+            orig_len: field(12)?,
+            data_at: 16,
+            data_len: caplen as usize,
+        };
+        Some((total, record))
     }
 
     /// The next record or block, and how many bytes it takes.

@@ -7,7 +7,7 @@ use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use serde::Serialize;
 
-use super::blocks::{BlockReader, SharedBlock};
+use super::blocks::{BlockReader, LegacyRecord, SharedBlock};
 use super::input::{FullReader, InputSource, is_capture_magic, open_stream, read_full};
 use super::{Frame, LinkType};
 use crate::error::{CaptureError, CaptureErrorKind};
@@ -264,6 +264,13 @@ impl CaptureReader {
                 self.pending_consume = 0;
             }
             let offset = self.reader.consumed() as u64;
+            // Most captures are legacy pcap: a whole record in the buffer is taken here,
+            // without the general path's block enum and steps (a third of this stage's
+            // instructions on short packets). Anything else goes the general way.
+            if let Some((consumed, record)) = self.reader.next_legacy_record() {
+                self.pending_consume = consumed;
+                break self.state.legacy_packet(record, offset);
+            }
             let base = self.reader.data().as_ptr() as usize;
             let step = match self.reader.next() {
                 Ok((consumed, block)) => {
@@ -419,6 +426,18 @@ impl FormatState {
         None
     }
 
+    /// Where a legacy pcap record's packet is, and its time, link type and length.
+    fn legacy_packet(&self, r: LegacyRecord, offset: u64) -> PacketAt {
+        let frac = if self.pcap_nanos {
+            i64::from(r.ts_frac)
+        } else {
+            i64::from(r.ts_frac) * 1_000
+        };
+        let ts_ns = i64::from(r.ts_sec) * 1_000_000_000 + frac;
+        let len = r.data_len.min(r.caplen as usize);
+        (r.data_at, len, ts_ns, self.pcap_link, r.orig_len, offset)
+    }
+
     /// Interprets one block; returns where a packet's bytes are, relative to `base`, the
     /// start of the buffer's data.
     fn handle_block(&mut self, block: PcapBlockOwned<'_>, base: usize, offset: u64) -> Step {
@@ -434,14 +453,18 @@ impl FormatState {
                 Step::Skip
             }
             PcapBlockOwned::Legacy(b) => {
-                let frac = if self.pcap_nanos {
-                    i64::from(b.ts_usec)
-                } else {
-                    i64::from(b.ts_usec) * 1_000
-                };
-                let ts_ns = i64::from(b.ts_sec) * 1_000_000_000 + frac;
-                let len = b.data.len().min(b.caplen as usize);
-                Step::Packet((at(b.data), len, ts_ns, self.pcap_link, b.origlen, offset))
+                let (_, len, ts_ns, link, orig_len, offset) = self.legacy_packet(
+                    LegacyRecord {
+                        ts_sec: b.ts_sec,
+                        ts_frac: b.ts_usec,
+                        caplen: b.caplen,
+                        orig_len: b.origlen,
+                        data_at: 0,
+                        data_len: b.data.len(),
+                    },
+                    offset,
+                );
+                Step::Packet((at(b.data), len, ts_ns, link, orig_len, offset))
             }
             PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                 if self.interfaces.is_empty() && self.info.timestamp_precision.is_empty() {
