@@ -188,9 +188,11 @@ fn single<H: StreamHandler, T>(
                 Feed::Tcp(p, frame, _) => table.packet(p, frame),
                 Feed::Tick(now, frame) => table.tick(now, frame),
             }
-            table.take_finished(&mut done);
-            for (_, r) in done.drain(..) {
-                sink(prepare(r));
+            if table.has_finished() {
+                table.take_finished(&mut done);
+                for (_, r) in done.drain(..) {
+                    sink(prepare(r));
+                }
             }
         },
         progress,
@@ -407,7 +409,9 @@ fn worker<H: StreamHandler, T>(
                 }
             }
         };
-        table.take_finished(&mut finished);
+        if table.has_finished() {
+            table.take_finished(&mut finished);
+        }
         if finished.is_empty() && !tick {
             // Nothing to hand on: the collector learns this worker's progress at the next
             // tick instead of being woken after every batch.

@@ -182,6 +182,12 @@ impl<H: StreamHandler> FlowTable<H> {
         }
     }
 
+    /// Whether [`Self::take_finished`] has records to hand out: a check cheap enough for
+    /// every packet.
+    pub fn has_finished(&self) -> bool {
+        !self.done.is_empty() || !self.closing.is_empty()
+    }
+
     /// Moves the records finished so far, in (decision frame, first frame) order, to `out`;
     /// after [`Self::finish`], those of every connection still open too.
     pub fn take_finished(&mut self, out: &mut Vec<(u64, ConnectionRecord<H>)>) {
