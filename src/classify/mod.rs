@@ -498,8 +498,8 @@ fn request_outcomes(f: &Facts<'_>) -> Vec<RequestOutcome> {
         .exchanges()
         .iter()
         .map(|x| RequestOutcome {
-            method: x.method.clone(),
-            path: x.target.clone(),
+            method: x.method.as_deref().map(str::to_string),
+            path: x.target.as_deref().map(str::to_string),
             status: x.status,
             time_to_first_byte_ms: x
                 .request_ns

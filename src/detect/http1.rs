@@ -14,7 +14,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -41,9 +44,10 @@ pub enum Framing {
 /// One request and its response, as far as they got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Exchange {
-    /// None for a response that answered no request we saw.
-    pub method: Option<String>,
-    pub target: Option<String>,
+    /// None for a response that answered no request we saw. The method and target are
+    /// shared with the request's event.
+    pub method: Option<Cow<'static, str>>,
+    pub target: Option<Arc<str>>,
     pub request_ns: Option<i64>,
     pub response_start_ns: Option<i64>,
     pub response_head_ns: Option<i64>,
@@ -131,6 +135,47 @@ impl PendingMethod {
     }
 }
 
+/// The methods of requests not yet answered, oldest first. The oldest is kept inline: a
+/// connection rarely has more than one request outstanding, and a queue's buffer would be
+/// one more allocation for each.
+#[derive(Default)]
+struct PendingMethods {
+    /// None only when `rest` is empty too.
+    first: Option<PendingMethod>,
+    rest: VecDeque<PendingMethod>,
+}
+
+impl PendingMethods {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, m: PendingMethod) {
+        if self.first.is_none() {
+            self.first = Some(m);
+        } else {
+            self.rest.push_back(m);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<PendingMethod> {
+        let m = self.first.take();
+        self.first = self.rest.pop_front();
+        m
+    }
+}
+
+/// The method as kept: the standard ones (RFC 9110 §9) as static text, without allocating.
+fn method_text(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|&m| m == method)
+        .map_or_else(|| Cow::Owned(method.to_string()), Cow::Borrowed)
+}
+
 /// What the client's bytes turned into, for the caller to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Switch {
@@ -148,7 +193,7 @@ pub struct Http1 {
     /// Index in `exchanges` of the next response expected.
     next_response: usize,
     /// Methods of requests not yet answered, for HEAD and CONNECT.
-    pending_methods: std::collections::VecDeque<PendingMethod>,
+    pending_methods: PendingMethods,
     upgrade_h2c_requested: bool,
     /// Client bytes of the HTTP/2 preface held while it was incomplete, for the HTTP/2
     /// parser that takes over.
@@ -166,7 +211,7 @@ impl Default for Http1 {
             exchanges: Vec::new(),
             exchanges_dropped: 0,
             next_response: 0,
-            pending_methods: std::collections::VecDeque::new(),
+            pending_methods: PendingMethods::default(),
             upgrade_h2c_requested: false,
             held_preface: Vec::new(),
         }
@@ -296,19 +341,22 @@ impl Http1 {
                     // The HTTP/2 preface at a message boundary (after an h2c upgrade), even
                     // when a segment boundary cuts it: hold a partial match until it is
                     // complete or no longer matches.
-                    let head = &self.client.head;
-                    if head.len() < PREFACE_LINE.len() && PREFACE_LINE.starts_with(head) {
-                        let take = (PREFACE_LINE.len() - head.len()).min(bytes.len());
+                    // The held bytes and the new ones are compared where they lie: every
+                    // request passes here.
+                    let held = self.client.head.len();
+                    if let Some(preface_rest) = PREFACE_LINE.get(held..)
+                        && PREFACE_LINE.starts_with(&self.client.head)
+                        && !preface_rest.is_empty()
+                    {
+                        let take = preface_rest.len().min(bytes.len());
                         let (taken, rest) = bytes.split_at(take);
-                        let mut candidate = head.clone();
-                        candidate.extend_from_slice(taken);
-                        if PREFACE_LINE.starts_with(&candidate) {
-                            if candidate.len() == PREFACE_LINE.len() {
+                        if preface_rest.starts_with(taken) {
+                            if take == preface_rest.len() {
                                 self.client.state = State::Switched;
                                 self.held_preface = std::mem::take(&mut self.client.head);
                                 return (Switch::H2c, total - bytes.len());
                             }
-                            self.client.head = candidate;
+                            self.client.head.extend_from_slice(taken);
                             bytes = rest;
                             continue;
                         }
@@ -524,12 +572,12 @@ impl Http1 {
             self.client.state = State::Stopped;
             return;
         }
-        let method = req.method.unwrap_or_default().to_string();
+        let method = method_text(req.method.unwrap_or_default());
         let path = req.path.unwrap_or_default();
-        let target = if path.len() <= MAX_TARGET {
-            path.to_string()
+        let target: Arc<str> = if path.len() <= MAX_TARGET {
+            Arc::from(path)
         } else {
-            path.chars().take(MAX_TARGET).collect()
+            path.chars().take(MAX_TARGET).collect::<String>().into()
         };
         let version = version_text(req.version);
         let known = KnownHeaders::of(req.headers);

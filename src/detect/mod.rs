@@ -87,6 +87,9 @@ pub struct Detector {
     /// The server chose TLS 1.3: its records after the ServerHello, and the client's after its
     /// next flight, are encrypted.
     tls13: bool,
+    /// Where the parsers put their events before they join `events`: kept empty between
+    /// chunks, and reused so that each chunk does not allocate its own.
+    scratch: Vec<(i64, ProtoKind)>,
 }
 
 impl Default for Detector {
@@ -104,6 +107,7 @@ impl Default for Detector {
             plain_to_https_marker: false,
             server_scanned: 0,
             tls13: false,
+            scratch: Vec::new(),
         }
     }
 }
@@ -241,11 +245,10 @@ impl Detector {
     /// The server closed its side: a response body delimited by the close ends here.
     pub fn server_closed(&mut self, ts_ns: i64) {
         if let Some(h) = self.http1.as_mut() {
-            let mut out = Vec::new();
+            let mut out = std::mem::take(&mut self.scratch);
             h.server_closed(ts_ns, &mut out);
-            for (ts, k) in out {
-                self.push(ts, Side::Server, k);
-            }
+            self.push_all(Side::Server, &mut out);
+            self.scratch = out;
         }
     }
 
@@ -321,8 +324,15 @@ impl Detector {
         self.feed(from, ts, replay.as_deref().unwrap_or(bytes));
     }
 
+    /// Moves the events in `out` (from `from`) to the timeline, leaving `out` empty.
+    fn push_all(&mut self, from: Side, out: &mut Vec<(i64, ProtoKind)>) {
+        for (t, k) in out.drain(..) {
+            self.push(t, from, k);
+        }
+    }
+
     fn feed(&mut self, from: Side, ts: i64, bytes: &[u8]) {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
         let peer_max = match of(&self.parsers, from.other()) {
             Parser::H2(h) => h.announced_max_frame_size(),
             _ => DEFAULT_MAX_FRAME_SIZE,
@@ -352,9 +362,8 @@ impl Detector {
             ProtoKind::TlsServerHello { version, .. } => Some(*version),
             _ => None,
         });
-        for (t, k) in out {
-            self.push(t, from, k);
-        }
+        self.push_all(from, &mut out);
+        self.scratch = out;
         if let Some(version) = tls_hello
             && version == 0x0304
         {
@@ -387,7 +396,7 @@ impl Detector {
     }
 
     fn gap(&mut self, from: Side, ts_ns: i64, len: u64) {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
         match of_mut(&mut self.parsers, from) {
             Parser::Tls(t) => t.gap(),
             Parser::H2(h) => h.gap(ts_ns, len, &mut out),
@@ -400,9 +409,8 @@ impl Detector {
             Parser::Undecided(..) => *of_mut(&mut self.parsers, from) = Parser::Opaque,
             Parser::Opaque => {}
         }
-        for (t, k) in out {
-            self.push(t, from, k);
-        }
+        self.push_all(from, &mut out);
+        self.scratch = out;
     }
 }
 
