@@ -279,24 +279,23 @@ struct Facts<'a> {
 
 impl<'a> Facts<'a> {
     fn new(rec: &'a ConnectionRecord<Detector>) -> Self {
-        let mut closes = Vec::new();
-        for (side, h) in [
-            (Side::Client, &rec.client_sent),
-            (Side::Server, &rec.server_sent),
-        ] {
-            if let Some(t) = h.fin_ns {
-                closes.push((t, side, CloseKind::Fin));
-            }
-            if let Some(t) = h.rst_ns {
-                closes.push((t, side, CloseKind::Rst));
-            }
-        }
-        // The earliest close; at the same instant a RST outranks a FIN.
-        closes.sort_by_key(|&(t, _, k)| (t, k == CloseKind::Fin));
+        let (c, s) = (&rec.client_sent, &rec.server_sent);
+        let closes = [
+            c.fin_ns.map(|t| (t, Side::Client, CloseKind::Fin)),
+            c.rst_ns.map(|t| (t, Side::Client, CloseKind::Rst)),
+            s.fin_ns.map(|t| (t, Side::Server, CloseKind::Fin)),
+            s.rst_ns.map(|t| (t, Side::Server, CloseKind::Rst)),
+        ];
+        // The earliest close; at the same instant a RST outranks a FIN, then the client's
+        // close comes first (min_by_key keeps the first of equals).
+        let first_close = closes
+            .into_iter()
+            .flatten()
+            .min_by_key(|&(t, _, k)| (t, k == CloseKind::Fin));
         Facts {
             rec,
             det: &rec.handler,
-            first_close: closes.first().copied(),
+            first_close,
         }
     }
 
@@ -345,50 +344,38 @@ fn draft(class: Class, phase: Phase, confidence: Confidence, explanation: String
 
 /// Classifies one finished connection.
 pub fn classify(rec: &ConnectionRecord<Detector>) -> Verdict {
+    judge(rec).verdict(rec)
+}
+
+/// A connection's class and what a summary counts of it: the first half of [`classify`].
+/// What only a listing shows (the requests, the protocol, the proxies' messages, the SYN
+/// schedule) is added by [`Judgement::verdict`], so that a connection that is only counted
+/// costs no more than its class.
+pub struct Judgement {
+    draft: Draft,
+    timings: Timings,
+    tls: TlsInfo,
+    h2: H2Info,
+    server_errors: Vec<u16>,
+    longest_reuse_idle_ms: Option<f64>,
+}
+
+/// Decides the class of one finished connection.
+pub fn judge(rec: &ConnectionRecord<Detector>) -> Judgement {
     let f = Facts::new(rec);
     let mut timings = Timings::default();
     let tls = tls_info(&f);
     let h2 = h2_info(&f);
-    let requests = request_outcomes(&f);
     if let (Some(syn), Some(synack)) = (rec.handshake.syn_ns, rec.handshake.syn_ack_ns) {
         timings.syn_to_syn_ack_ms = Some(ms(synack - syn));
     }
-    timings.syn_schedule_ms = rec
-        .events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::Syn { .. }))
-        .map(|e| ms(e.ts_ns - rec.handshake.syn_ns.unwrap_or(e.ts_ns)))
-        .collect();
-    let d = decide(&f, &tls, &h2, &mut timings);
-    let (closed_by, close) = match f.first_close {
-        Some((_, side, kind)) => (Some(side), kind),
-        None => (None, CloseKind::None),
-    };
-    let rst_from_middlebox = rec
-        .events
-        .iter()
-        .any(|e| matches!(e.kind, EventKind::Rst { ttl, usual_ttl: Some(u), .. } if ttl != u));
-    let [cp, sp] = f.det.protocols();
-    let protocol = match (cp, sp) {
-        (Protocol::Tls, _) => Some(
-            tls.alpn_selected
-                .as_deref()
-                .map_or("tls".to_string(), |a| format!("tls/{a}")),
-        ),
-        (Protocol::H2, _) => Some("h2c".into()),
-        (Protocol::Http1, _) => Some("http/1.1".into()),
-        (_, Protocol::Http1) => Some("http/1.1".into()),
-        _ => None,
-    };
+    let draft = decide(&f, &tls, &h2, &mut timings);
     let server_errors = f
         .det
         .exchanges()
         .iter()
         .filter_map(|x| x.status)
         .filter(|s| *s >= 500)
-        .collect::<Vec<_>>();
-    let server_errors = server_errors
-        .into_iter()
         .chain(f.proto_events(Side::Server).filter_map(|(_, k)| match k {
             ProtoKind::H2Headers {
                 status: Some(s), ..
@@ -396,24 +383,97 @@ pub fn classify(rec: &ConnectionRecord<Detector>) -> Verdict {
             _ => None,
         }))
         .collect();
-    let proxies = proxy_messages(d.class, d.detail.as_deref());
-    Verdict {
-        class: d.class,
-        phase: d.phase,
-        confidence: d.confidence,
-        closed_by,
-        close,
-        rst_from_middlebox,
-        protocol,
+    Judgement {
+        draft,
         timings,
         tls,
         h2,
-        requests,
         server_errors,
         longest_reuse_idle_ms: longest_reuse_idle(f.det.exchanges()),
-        timeout_match: d.timeout_match,
-        explanation: d.explanation,
-        proxies,
+    }
+}
+
+impl Judgement {
+    pub fn class(&self) -> Class {
+        self.draft.class
+    }
+
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
+    /// As [`Verdict::server_errors`].
+    pub fn server_errors(&self) -> &[u16] {
+        &self.server_errors
+    }
+
+    /// As [`Verdict::longest_reuse_idle_ms`].
+    pub fn longest_reuse_idle_ms(&self) -> Option<f64> {
+        self.longest_reuse_idle_ms
+    }
+
+    /// As [`Verdict::timeout_match`].
+    pub fn timeout_match(&self) -> Option<&str> {
+        self.draft.timeout_match.as_deref()
+    }
+
+    /// The full verdict; `rec` is the record this judgement was made of.
+    pub fn verdict(self, rec: &ConnectionRecord<Detector>) -> Verdict {
+        let Judgement {
+            draft: d,
+            mut timings,
+            tls,
+            h2,
+            server_errors,
+            longest_reuse_idle_ms,
+        } = self;
+        let f = Facts::new(rec);
+        let requests = request_outcomes(&f);
+        timings.syn_schedule_ms = rec
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Syn { .. }))
+            .map(|e| ms(e.ts_ns - rec.handshake.syn_ns.unwrap_or(e.ts_ns)))
+            .collect();
+        let (closed_by, close) = match f.first_close {
+            Some((_, side, kind)) => (Some(side), kind),
+            None => (None, CloseKind::None),
+        };
+        let rst_from_middlebox = rec
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Rst { ttl, usual_ttl: Some(u), .. } if ttl != u));
+        let [cp, sp] = f.det.protocols();
+        let protocol = match (cp, sp) {
+            (Protocol::Tls, _) => Some(
+                tls.alpn_selected
+                    .as_deref()
+                    .map_or("tls".to_string(), |a| format!("tls/{a}")),
+            ),
+            (Protocol::H2, _) => Some("h2c".into()),
+            (Protocol::Http1, _) => Some("http/1.1".into()),
+            (_, Protocol::Http1) => Some("http/1.1".into()),
+            _ => None,
+        };
+        let proxies = proxy_messages(d.class, d.detail.as_deref());
+        Verdict {
+            class: d.class,
+            phase: d.phase,
+            confidence: d.confidence,
+            closed_by,
+            close,
+            rst_from_middlebox,
+            protocol,
+            timings,
+            tls,
+            h2,
+            requests,
+            server_errors,
+            longest_reuse_idle_ms,
+            timeout_match: d.timeout_match,
+            explanation: d.explanation,
+            proxies,
+        }
     }
 }
 
