@@ -290,6 +290,14 @@ fn status_of_line(head: &[u8]) -> Option<u16> {
     std::str::from_utf8(code).ok()?.parse().ok()
 }
 
+/// Whether the head httparse found complete at `end` is the one [`head_end`] delimits: it
+/// ends with CRLF CRLF and does not start with the empty lines httparse skips. (Any CRLF
+/// CRLF before `end` would have been an empty line that ended the head there.)
+fn ends_at_first_blank_line(bytes: &[u8], end: usize) -> bool {
+    let head = bytes.get(..end).unwrap_or_default();
+    head.ends_with(b"\r\n\r\n") && !matches!(head.first(), Some(b'\r' | b'\n'))
+}
+
 /// Finds the end of a message head (after the blank line); searches only the new bytes.
 fn head_end(buf: &[u8], searched_from: usize) -> Option<usize> {
     static BLANK_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -495,24 +503,30 @@ impl Http1 {
         client: bool,
         out: &mut Vec<(i64, ProtoKind)>,
     ) -> usize {
+        let within_cap = bytes.get(..MAX_HEAD).unwrap_or(bytes);
+        let nothing_held = if client {
+            self.client.head.is_empty()
+        } else {
+            self.server.head.is_empty()
+        };
+        if nothing_held {
+            // The usual case: the whole head arrived in one chunk and is parsed where it lies,
+            // httparse finding its end. Anything else (a head cut short, one httparse rejects,
+            // one that ends other than at its first CRLF CRLF) takes the general way below.
+            let parsed = if client {
+                self.request_in_place(ts_ns, within_cap, out)
+            } else {
+                self.response_in_place(ts_ns, within_cap, out)
+            };
+            if let Some(end) = parsed {
+                return end;
+            }
+        }
         let side = if client {
             &mut self.client
         } else {
             &mut self.server
         };
-        let within_cap = bytes.get(..MAX_HEAD).unwrap_or(bytes);
-        if side.head.is_empty()
-            && let Some(head) = head_end(within_cap, 0).and_then(|end| bytes.get(..end))
-        {
-            // The usual case: the whole head arrived in one chunk and is parsed where it lies.
-            let end = head.len();
-            if client {
-                self.parse_request(ts_ns, head, out);
-            } else {
-                self.parse_response(ts_ns, head, out);
-            }
-            return end;
-        }
         let before = side.head.len();
         let room = MAX_HEAD - before;
         let (chunk, _) = bytes.split_at(bytes.len().min(room));
@@ -554,6 +568,25 @@ impl Http1 {
         used
     }
 
+    /// A request head at the start of `bytes`, parsed if complete there and delimited as
+    /// [`head_end`] would delimit it; returns its length, or None (nothing done) otherwise.
+    fn request_in_place(
+        &mut self,
+        ts_ns: i64,
+        bytes: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> Option<usize> {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(bytes, &mut headers) {
+            Ok(httparse::Status::Complete(end)) if ends_at_first_blank_line(bytes, end) => {
+                self.request_parsed(ts_ns, &req, out);
+                Some(end)
+            }
+            _ => None,
+        }
+    }
+
     fn parse_request(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
         // Uninitialised slots: zeroing 128 headers (4 KiB) per message cost more than
         // parsing the head of a short request.
@@ -572,6 +605,15 @@ impl Http1 {
             self.client.state = State::Stopped;
             return;
         }
+        self.request_parsed(ts_ns, &req, out);
+    }
+
+    fn request_parsed(
+        &mut self,
+        ts_ns: i64,
+        req: &httparse::Request<'_, '_>,
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) {
         let method = method_text(req.method.unwrap_or_default());
         let path = req.path.unwrap_or_default();
         let target: Arc<str> = if path.len() <= MAX_TARGET {
@@ -615,6 +657,29 @@ impl Http1 {
         };
     }
 
+    /// [`Self::request_in_place`] for a response head.
+    fn response_in_place(
+        &mut self,
+        ts_ns: i64,
+        bytes: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> Option<usize> {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            bytes,
+            &mut headers,
+        ) {
+            Ok(httparse::Status::Complete(end)) if ends_at_first_blank_line(bytes, end) => {
+                let head = bytes.get(..end).unwrap_or_default();
+                self.response_parsed(ts_ns, &resp, head, out);
+                Some(end)
+            }
+            _ => None,
+        }
+    }
+
     fn parse_response(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -637,6 +702,17 @@ impl Http1 {
             self.server.state = State::Stopped;
             return;
         }
+        self.response_parsed(ts_ns, &resp, head, out);
+    }
+
+    /// Acts on a parsed response head; `head` is its bytes.
+    fn response_parsed(
+        &mut self,
+        ts_ns: i64,
+        resp: &httparse::Response<'_, '_>,
+        head: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) {
         let status = resp.code.unwrap_or(0);
         let known = KnownHeaders::of(resp.headers);
         let connection_close = has_token(known.connection, "close");

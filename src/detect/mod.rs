@@ -262,15 +262,22 @@ impl Detector {
         {
             let (window, _) = bytes.split_at(bytes.len().min(MARKER_SCAN - self.server_scanned));
             self.server_scanned += window.len();
-            // Every plaintext response passes here: SIMD substring searches built once.
-            static MARKERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
-                std::sync::LazyLock::new(|| {
-                    [
-                        memchr::memmem::Finder::new(b"sent to HTTPS port"),
-                        memchr::memmem::Finder::new(b"HTTP request to an HTTPS server"),
-                    ]
-                });
-            self.plain_to_https_marker = MARKERS.iter().any(|m| m.find(window).is_some());
+            // Every plaintext response passes here: one SIMD search (built once) for the word
+            // both texts share, and a look around each hit.
+            static HTTPS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"HTTPS"));
+            // Each text, and where in it that word starts.
+            const MARKERS: [(&[u8], usize); 2] = [
+                (b"sent to HTTPS port", 8),
+                (b"HTTP request to an HTTPS server", 19),
+            ];
+            self.plain_to_https_marker = HTTPS.find_iter(window).any(|at| {
+                MARKERS.iter().any(|&(text, word_at)| {
+                    at.checked_sub(word_at)
+                        .and_then(|start| window.get(start..))
+                        .is_some_and(|w| w.starts_with(text))
+                })
+            });
         }
         of_mut(&mut self.first_bytes, from).extend(bytes);
         // Undecided: gather bytes until the protocol is known, then replay them. Usually the
@@ -461,5 +468,46 @@ impl Detector {
             protocol_events: &self.events,
             protocol_events_dropped: self.events_dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_answers(bytes: &[u8]) -> bool {
+        let mut d = Detector::default();
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        d.chunk(
+            Side::Client,
+            &Chunk::Data {
+                ts_ns: 1,
+                offset: 0,
+                bytes: request,
+            },
+        );
+        d.chunk(
+            Side::Server,
+            &Chunk::Data {
+                ts_ns: 2,
+                offset: 0,
+                bytes,
+            },
+        );
+        d.plain_http_to_https_port()
+    }
+
+    #[test]
+    fn a_tls_ports_400_to_plain_http_is_told_by_its_text() {
+        assert!(server_answers(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 48\r\n\r\nThe plain HTTP request was sent to HTTPS port\r\n"
+        ));
+        assert!(server_answers(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+        ));
+        assert!(!server_answers(
+            b"HTTP/1.1 200 OK\r\n\r\nHTTPS port, an HTTPS server, sent to HTTPS"
+        ));
+        assert!(!server_answers(b"HTTPS port"));
     }
 }
