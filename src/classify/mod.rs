@@ -7,6 +7,8 @@
 
 pub mod vocabulary;
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::detect::{Detector, Exchange, Framing, ProtoKind, Protocol};
@@ -326,17 +328,24 @@ struct Draft {
     class: Class,
     phase: Phase,
     confidence: Confidence,
-    explanation: String,
+    /// Fixed text stays borrowed: most connections are only counted, and their explanation
+    /// never becomes a [`Verdict`]'s.
+    explanation: Cow<'static, str>,
     detail: Option<String>,
     timeout_match: Option<String>,
 }
 
-fn draft(class: Class, phase: Phase, confidence: Confidence, explanation: String) -> Draft {
+fn draft(
+    class: Class,
+    phase: Phase,
+    confidence: Confidence,
+    explanation: impl Into<Cow<'static, str>>,
+) -> Draft {
     Draft {
         class,
         phase,
         confidence,
-        explanation,
+        explanation: explanation.into(),
         detail: None,
         timeout_match: None,
     }
@@ -471,7 +480,7 @@ impl Judgement {
             server_errors,
             longest_reuse_idle_ms,
             timeout_match: d.timeout_match,
-            explanation: d.explanation,
+            explanation: d.explanation.into_owned(),
             proxies,
         }
     }
@@ -662,7 +671,7 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
     // the rules that read an open end name the cap themselves (`open_end`).
     let mut d = decide_on_wire(f, tls, h2, t);
     if evicted_by_cap && !d.explanation.contains(MAX_CONNECTIONS_FLAG) {
-        d.explanation.push_str(&format!(
+        d.explanation.to_mut().push_str(&format!(
             " The live-connection cap ({MAX_CONNECTIONS_FLAG}) then evicted the connection before it closed both ways, so nothing after its last packet is in the analysis."
         ));
     }
@@ -897,7 +906,7 @@ fn decide_on_wire(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) ->
             Class::IncompleteCapture,
             Phase::Connect,
             Confidence::Certain,
-            "The capture holds neither this connection's handshake nor any data: only stray segments of a connection that started before the capture.".into(),
+            "The capture holds neither this connection's handshake nor any data: only stray segments of a connection that started before the capture.",
         );
     }
     // The server's first bytes are missing: what it speaks, and whether it answered at all,
@@ -992,7 +1001,7 @@ fn decide_on_wire(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) ->
             Class::Http1ToH2Only,
             Phase::Request,
             Confidence::Certain,
-            "The client sent an HTTP/1 request, and the server answered with HTTP/2 frames: it only speaks HTTP/2 (prior knowledge, e.g. a gRPC server). Configure the proxy to use HTTP/2 (h2c) to this upstream.".into(),
+            "The client sent an HTTP/1 request, and the server answered with HTTP/2 frames: it only speaks HTTP/2 (prior knowledge, e.g. a gRPC server). Configure the proxy to use HTTP/2 (h2c) to this upstream.",
         );
     }
     if sp == Protocol::Unknown && matches!(cp, Protocol::Http1 | Protocol::H2) {
@@ -1098,7 +1107,7 @@ fn idle_or_ok(f: &Facts<'_>, t: &mut Timings) -> Draft {
                     ),
                 );
                 if let Some(m) = idle_match(f, secs(idle)) {
-                    d.explanation.push_str(&format!(" That matches {m}; a client or proxy reusing connections must use a shorter idle timeout than this."));
+                    d.explanation.to_mut().push_str(&format!(" That matches {m}; a client or proxy reusing connections must use a shorter idle timeout than this."));
                     d.timeout_match = Some(m);
                 }
                 return d;
@@ -1114,14 +1123,14 @@ fn idle_or_ok(f: &Facts<'_>, t: &mut Timings) -> Draft {
             Class::IncompleteCapture,
             Phase::Connect,
             Confidence::Likely,
-            "The handshake did not complete before the capture ended.".into(),
+            "The handshake did not complete before the capture ended.",
         );
     }
     draft(
         Class::Ok,
         Phase::Done,
         Confidence::Certain,
-        "Nothing failed on the wire.".into(),
+        "Nothing failed on the wire.",
     )
 }
 
@@ -1414,7 +1423,7 @@ fn encrypted_http(f: &Facts<'_>, t: &mut Timings) -> Draft {
                 "Inside TLS (no keys): the connection was reused after {:.1} s idle, and the server closed it {:.3} s after the client's new data without answering: a keep-alive race. The server's idle timeout must be longer than the client's.",
                 secs(req - sl),
                 secs(tc - req)
-            );
+            ).into();
             if let Some(m) = match_timeout(secs(req - sl), IDLE_TIMEOUTS) {
                 d.timeout_match = Some(m.what.to_string());
             }
@@ -1513,7 +1522,7 @@ fn http1_phase(
                         // before the request.
                         let server_idle_s = previous_end.map_or(idle_s, |p| secs(tc.min(req) - p));
                         if let Some(m) = idle_match(f, server_idle_s) {
-                            d.explanation.push_str(&format!(
+                            d.explanation.to_mut().push_str(&format!(
                                 " The server closed after {server_idle_s:.1} s idle, which matches {m}."
                             ));
                             d.timeout_match = Some(m);
@@ -1536,7 +1545,7 @@ fn http1_phase(
                         ),
                     );
                     if !reused && tc - req <= FAST_CLOSE_NS {
-                        d.explanation.push_str(" A silent close this fast on a fresh connection is also what a TLS server (Node, Go, Java) does with plaintext: check whether the port expects TLS.");
+                        d.explanation.to_mut().push_str(" A silent close this fast on a fresh connection is also what a TLS server (Node, Go, Java) does with plaintext: check whether the port expects TLS.");
                     }
                     return Some(d);
                 }
