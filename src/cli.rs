@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
 use rstscope::capture::{Input, InputSource, expand_inputs};
-use rstscope::classify::{Class, classify};
+use rstscope::classify::{self, Class, classify};
 use rstscope::detect::Detector;
 use rstscope::flow::{ConnectionRecord, FlowConfig};
 use rstscope::pipeline::{InputSummary, analyze, analyze_with_progress};
@@ -524,17 +524,19 @@ fn run_analysis(
                     // where the record is also freed unless a ladder diagram needs it; what
                     // moves on to the merge is boxed, as it is a kilobyte.
                     &|r| {
-                        let verdict = classify(&r);
-                        if !filter.keeps(&r, verdict.class) {
+                        let judgement = classify::judge(&r);
+                        let class = judgement.class();
+                        if !filter.keeps(&r, class) {
                             return None;
                         }
-                        if !(verdict.class.is_failure() || all) {
-                            // Not listed: only what the summary counts moves on.
-                            return Some(Prepared::Counted(Tally::of(
-                                r.server, r.start_ns, &verdict,
+                        if !(class.is_failure() || all) {
+                            // Not listed: only what the summary counts moves on, and the
+                            // verdict is not completed.
+                            return Some(Prepared::Counted(Tally::of_judgement(
+                                r.server, r.start_ns, &judgement,
                             )));
                         }
-                        let judged = Judged::new(&input.display, &r, verdict);
+                        let judged = Judged::new(&input.display, &r, judgement.verdict(&r));
                         let ladder = judged.verdict.class.is_failure() && (markdown || html);
                         // The record only travels on (boxed itself) when a ladder needs it.
                         Some(Prepared::Listed(Box::new((

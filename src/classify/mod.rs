@@ -7,6 +7,8 @@
 
 pub mod vocabulary;
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::detect::{Detector, Exchange, Framing, ProtoKind, Protocol};
@@ -279,24 +281,23 @@ struct Facts<'a> {
 
 impl<'a> Facts<'a> {
     fn new(rec: &'a ConnectionRecord<Detector>) -> Self {
-        let mut closes = Vec::new();
-        for (side, h) in [
-            (Side::Client, &rec.client_sent),
-            (Side::Server, &rec.server_sent),
-        ] {
-            if let Some(t) = h.fin_ns {
-                closes.push((t, side, CloseKind::Fin));
-            }
-            if let Some(t) = h.rst_ns {
-                closes.push((t, side, CloseKind::Rst));
-            }
-        }
-        // The earliest close; at the same instant a RST outranks a FIN.
-        closes.sort_by_key(|&(t, _, k)| (t, k == CloseKind::Fin));
+        let (c, s) = (&rec.client_sent, &rec.server_sent);
+        let closes = [
+            c.fin_ns.map(|t| (t, Side::Client, CloseKind::Fin)),
+            c.rst_ns.map(|t| (t, Side::Client, CloseKind::Rst)),
+            s.fin_ns.map(|t| (t, Side::Server, CloseKind::Fin)),
+            s.rst_ns.map(|t| (t, Side::Server, CloseKind::Rst)),
+        ];
+        // The earliest close; at the same instant a RST outranks a FIN, then the client's
+        // close comes first (min_by_key keeps the first of equals).
+        let first_close = closes
+            .into_iter()
+            .flatten()
+            .min_by_key(|&(t, _, k)| (t, k == CloseKind::Fin));
         Facts {
             rec,
             det: &rec.handler,
-            first_close: closes.first().copied(),
+            first_close,
         }
     }
 
@@ -327,17 +328,24 @@ struct Draft {
     class: Class,
     phase: Phase,
     confidence: Confidence,
-    explanation: String,
+    /// Fixed text stays borrowed: most connections are only counted, and their explanation
+    /// never becomes a [`Verdict`]'s.
+    explanation: Cow<'static, str>,
     detail: Option<String>,
     timeout_match: Option<String>,
 }
 
-fn draft(class: Class, phase: Phase, confidence: Confidence, explanation: String) -> Draft {
+fn draft(
+    class: Class,
+    phase: Phase,
+    confidence: Confidence,
+    explanation: impl Into<Cow<'static, str>>,
+) -> Draft {
     Draft {
         class,
         phase,
         confidence,
-        explanation,
+        explanation: explanation.into(),
         detail: None,
         timeout_match: None,
     }
@@ -345,50 +353,38 @@ fn draft(class: Class, phase: Phase, confidence: Confidence, explanation: String
 
 /// Classifies one finished connection.
 pub fn classify(rec: &ConnectionRecord<Detector>) -> Verdict {
+    judge(rec).verdict(rec)
+}
+
+/// A connection's class and what a summary counts of it: the first half of [`classify`].
+/// What only a listing shows (the requests, the protocol, the proxies' messages, the SYN
+/// schedule) is added by [`Judgement::verdict`], so that a connection that is only counted
+/// costs no more than its class.
+pub struct Judgement {
+    draft: Draft,
+    timings: Timings,
+    tls: TlsInfo,
+    h2: H2Info,
+    server_errors: Vec<u16>,
+    longest_reuse_idle_ms: Option<f64>,
+}
+
+/// Decides the class of one finished connection.
+pub fn judge(rec: &ConnectionRecord<Detector>) -> Judgement {
     let f = Facts::new(rec);
     let mut timings = Timings::default();
     let tls = tls_info(&f);
     let h2 = h2_info(&f);
-    let requests = request_outcomes(&f);
     if let (Some(syn), Some(synack)) = (rec.handshake.syn_ns, rec.handshake.syn_ack_ns) {
         timings.syn_to_syn_ack_ms = Some(ms(synack - syn));
     }
-    timings.syn_schedule_ms = rec
-        .events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::Syn { .. }))
-        .map(|e| ms(e.ts_ns - rec.handshake.syn_ns.unwrap_or(e.ts_ns)))
-        .collect();
-    let d = decide(&f, &tls, &h2, &mut timings);
-    let (closed_by, close) = match f.first_close {
-        Some((_, side, kind)) => (Some(side), kind),
-        None => (None, CloseKind::None),
-    };
-    let rst_from_middlebox = rec
-        .events
-        .iter()
-        .any(|e| matches!(e.kind, EventKind::Rst { ttl, usual_ttl: Some(u), .. } if ttl != u));
-    let [cp, sp] = f.det.protocols();
-    let protocol = match (cp, sp) {
-        (Protocol::Tls, _) => Some(
-            tls.alpn_selected
-                .as_deref()
-                .map_or("tls".to_string(), |a| format!("tls/{a}")),
-        ),
-        (Protocol::H2, _) => Some("h2c".into()),
-        (Protocol::Http1, _) => Some("http/1.1".into()),
-        (_, Protocol::Http1) => Some("http/1.1".into()),
-        _ => None,
-    };
+    let draft = decide(&f, &tls, &h2, &mut timings);
     let server_errors = f
         .det
         .exchanges()
         .iter()
         .filter_map(|x| x.status)
         .filter(|s| *s >= 500)
-        .collect::<Vec<_>>();
-    let server_errors = server_errors
-        .into_iter()
         .chain(f.proto_events(Side::Server).filter_map(|(_, k)| match k {
             ProtoKind::H2Headers {
                 status: Some(s), ..
@@ -396,24 +392,97 @@ pub fn classify(rec: &ConnectionRecord<Detector>) -> Verdict {
             _ => None,
         }))
         .collect();
-    let proxies = proxy_messages(d.class, d.detail.as_deref());
-    Verdict {
-        class: d.class,
-        phase: d.phase,
-        confidence: d.confidence,
-        closed_by,
-        close,
-        rst_from_middlebox,
-        protocol,
+    Judgement {
+        draft,
         timings,
         tls,
         h2,
-        requests,
         server_errors,
         longest_reuse_idle_ms: longest_reuse_idle(f.det.exchanges()),
-        timeout_match: d.timeout_match,
-        explanation: d.explanation,
-        proxies,
+    }
+}
+
+impl Judgement {
+    pub fn class(&self) -> Class {
+        self.draft.class
+    }
+
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
+    /// As [`Verdict::server_errors`].
+    pub fn server_errors(&self) -> &[u16] {
+        &self.server_errors
+    }
+
+    /// As [`Verdict::longest_reuse_idle_ms`].
+    pub fn longest_reuse_idle_ms(&self) -> Option<f64> {
+        self.longest_reuse_idle_ms
+    }
+
+    /// As [`Verdict::timeout_match`].
+    pub fn timeout_match(&self) -> Option<&str> {
+        self.draft.timeout_match.as_deref()
+    }
+
+    /// The full verdict; `rec` is the record this judgement was made of.
+    pub fn verdict(self, rec: &ConnectionRecord<Detector>) -> Verdict {
+        let Judgement {
+            draft: d,
+            mut timings,
+            tls,
+            h2,
+            server_errors,
+            longest_reuse_idle_ms,
+        } = self;
+        let f = Facts::new(rec);
+        let requests = request_outcomes(&f);
+        timings.syn_schedule_ms = rec
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Syn { .. }))
+            .map(|e| ms(e.ts_ns - rec.handshake.syn_ns.unwrap_or(e.ts_ns)))
+            .collect();
+        let (closed_by, close) = match f.first_close {
+            Some((_, side, kind)) => (Some(side), kind),
+            None => (None, CloseKind::None),
+        };
+        let rst_from_middlebox = rec
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Rst { ttl, usual_ttl: Some(u), .. } if ttl != u));
+        let [cp, sp] = f.det.protocols();
+        let protocol = match (cp, sp) {
+            (Protocol::Tls, _) => Some(
+                tls.alpn_selected
+                    .as_deref()
+                    .map_or("tls".to_string(), |a| format!("tls/{a}")),
+            ),
+            (Protocol::H2, _) => Some("h2c".into()),
+            (Protocol::Http1, _) => Some("http/1.1".into()),
+            (_, Protocol::Http1) => Some("http/1.1".into()),
+            _ => None,
+        };
+        let proxies = proxy_messages(d.class, d.detail.as_deref());
+        Verdict {
+            class: d.class,
+            phase: d.phase,
+            confidence: d.confidence,
+            closed_by,
+            close,
+            rst_from_middlebox,
+            protocol,
+            timings,
+            tls,
+            h2,
+            requests,
+            server_errors,
+            longest_reuse_idle_ms,
+            timeout_match: d.timeout_match,
+            explanation: d.explanation.into_owned(),
+            proxies,
+        }
     }
 }
 
@@ -498,8 +567,8 @@ fn request_outcomes(f: &Facts<'_>) -> Vec<RequestOutcome> {
         .exchanges()
         .iter()
         .map(|x| RequestOutcome {
-            method: x.method.clone(),
-            path: x.target.clone(),
+            method: x.method.as_deref().map(str::to_string),
+            path: x.target.as_deref().map(str::to_string),
             status: x.status,
             time_to_first_byte_ms: x
                 .request_ns
@@ -602,7 +671,7 @@ fn decide(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) -> Draft {
     // the rules that read an open end name the cap themselves (`open_end`).
     let mut d = decide_on_wire(f, tls, h2, t);
     if evicted_by_cap && !d.explanation.contains(MAX_CONNECTIONS_FLAG) {
-        d.explanation.push_str(&format!(
+        d.explanation.to_mut().push_str(&format!(
             " The live-connection cap ({MAX_CONNECTIONS_FLAG}) then evicted the connection before it closed both ways, so nothing after its last packet is in the analysis."
         ));
     }
@@ -837,7 +906,7 @@ fn decide_on_wire(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) ->
             Class::IncompleteCapture,
             Phase::Connect,
             Confidence::Certain,
-            "The capture holds neither this connection's handshake nor any data: only stray segments of a connection that started before the capture.".into(),
+            "The capture holds neither this connection's handshake nor any data: only stray segments of a connection that started before the capture.",
         );
     }
     // The server's first bytes are missing: what it speaks, and whether it answered at all,
@@ -932,7 +1001,7 @@ fn decide_on_wire(f: &Facts<'_>, tls: &TlsInfo, h2: &H2Info, t: &mut Timings) ->
             Class::Http1ToH2Only,
             Phase::Request,
             Confidence::Certain,
-            "The client sent an HTTP/1 request, and the server answered with HTTP/2 frames: it only speaks HTTP/2 (prior knowledge, e.g. a gRPC server). Configure the proxy to use HTTP/2 (h2c) to this upstream.".into(),
+            "The client sent an HTTP/1 request, and the server answered with HTTP/2 frames: it only speaks HTTP/2 (prior knowledge, e.g. a gRPC server). Configure the proxy to use HTTP/2 (h2c) to this upstream.",
         );
     }
     if sp == Protocol::Unknown && matches!(cp, Protocol::Http1 | Protocol::H2) {
@@ -1038,7 +1107,7 @@ fn idle_or_ok(f: &Facts<'_>, t: &mut Timings) -> Draft {
                     ),
                 );
                 if let Some(m) = idle_match(f, secs(idle)) {
-                    d.explanation.push_str(&format!(" That matches {m}; a client or proxy reusing connections must use a shorter idle timeout than this."));
+                    d.explanation.to_mut().push_str(&format!(" That matches {m}; a client or proxy reusing connections must use a shorter idle timeout than this."));
                     d.timeout_match = Some(m);
                 }
                 return d;
@@ -1054,14 +1123,14 @@ fn idle_or_ok(f: &Facts<'_>, t: &mut Timings) -> Draft {
             Class::IncompleteCapture,
             Phase::Connect,
             Confidence::Likely,
-            "The handshake did not complete before the capture ended.".into(),
+            "The handshake did not complete before the capture ended.",
         );
     }
     draft(
         Class::Ok,
         Phase::Done,
         Confidence::Certain,
-        "Nothing failed on the wire.".into(),
+        "Nothing failed on the wire.",
     )
 }
 
@@ -1354,7 +1423,7 @@ fn encrypted_http(f: &Facts<'_>, t: &mut Timings) -> Draft {
                 "Inside TLS (no keys): the connection was reused after {:.1} s idle, and the server closed it {:.3} s after the client's new data without answering: a keep-alive race. The server's idle timeout must be longer than the client's.",
                 secs(req - sl),
                 secs(tc - req)
-            );
+            ).into();
             if let Some(m) = match_timeout(secs(req - sl), IDLE_TIMEOUTS) {
                 d.timeout_match = Some(m.what.to_string());
             }
@@ -1453,7 +1522,7 @@ fn http1_phase(
                         // before the request.
                         let server_idle_s = previous_end.map_or(idle_s, |p| secs(tc.min(req) - p));
                         if let Some(m) = idle_match(f, server_idle_s) {
-                            d.explanation.push_str(&format!(
+                            d.explanation.to_mut().push_str(&format!(
                                 " The server closed after {server_idle_s:.1} s idle, which matches {m}."
                             ));
                             d.timeout_match = Some(m);
@@ -1476,7 +1545,7 @@ fn http1_phase(
                         ),
                     );
                     if !reused && tc - req <= FAST_CLOSE_NS {
-                        d.explanation.push_str(" A silent close this fast on a fresh connection is also what a TLS server (Node, Go, Java) does with plaintext: check whether the port expects TLS.");
+                        d.explanation.to_mut().push_str(" A silent close this fast on a fresh connection is also what a TLS server (Node, Go, Java) does with plaintext: check whether the port expects TLS.");
                     }
                     return Some(d);
                 }

@@ -1,5 +1,8 @@
 //! Protocol events: what the detectors found in a connection's byte streams.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::flow::Side;
@@ -48,8 +51,9 @@ pub enum ProtoKind {
     /// The first application-data record from this side.
     TlsFirstApplicationData,
     HttpRequest {
-        method: String,
-        target: String,
+        /// Shared with the request's [`super::Exchange`].
+        method: Cow<'static, str>,
+        target: Arc<str>,
         version: &'static str,
     },
     /// The first byte of a response.

@@ -14,7 +14,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -41,9 +44,10 @@ pub enum Framing {
 /// One request and its response, as far as they got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Exchange {
-    /// None for a response that answered no request we saw.
-    pub method: Option<String>,
-    pub target: Option<String>,
+    /// None for a response that answered no request we saw. The method and target are
+    /// shared with the request's event.
+    pub method: Option<Cow<'static, str>>,
+    pub target: Option<Arc<str>>,
     pub request_ns: Option<i64>,
     pub response_start_ns: Option<i64>,
     pub response_head_ns: Option<i64>,
@@ -131,6 +135,47 @@ impl PendingMethod {
     }
 }
 
+/// The methods of requests not yet answered, oldest first. The oldest is kept inline: a
+/// connection rarely has more than one request outstanding, and a queue's buffer would be
+/// one more allocation for each.
+#[derive(Default)]
+struct PendingMethods {
+    /// None only when `rest` is empty too.
+    first: Option<PendingMethod>,
+    rest: VecDeque<PendingMethod>,
+}
+
+impl PendingMethods {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, m: PendingMethod) {
+        if self.first.is_none() {
+            self.first = Some(m);
+        } else {
+            self.rest.push_back(m);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<PendingMethod> {
+        let m = self.first.take();
+        self.first = self.rest.pop_front();
+        m
+    }
+}
+
+/// The method as kept: the standard ones (RFC 9110 §9) as static text, without allocating.
+fn method_text(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|&m| m == method)
+        .map_or_else(|| Cow::Owned(method.to_string()), Cow::Borrowed)
+}
+
 /// What the client's bytes turned into, for the caller to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Switch {
@@ -148,7 +193,7 @@ pub struct Http1 {
     /// Index in `exchanges` of the next response expected.
     next_response: usize,
     /// Methods of requests not yet answered, for HEAD and CONNECT.
-    pending_methods: std::collections::VecDeque<PendingMethod>,
+    pending_methods: PendingMethods,
     upgrade_h2c_requested: bool,
     /// Client bytes of the HTTP/2 preface held while it was incomplete, for the HTTP/2
     /// parser that takes over.
@@ -166,7 +211,7 @@ impl Default for Http1 {
             exchanges: Vec::new(),
             exchanges_dropped: 0,
             next_response: 0,
-            pending_methods: std::collections::VecDeque::new(),
+            pending_methods: PendingMethods::default(),
             upgrade_h2c_requested: false,
             held_preface: Vec::new(),
         }
@@ -245,6 +290,14 @@ fn status_of_line(head: &[u8]) -> Option<u16> {
     std::str::from_utf8(code).ok()?.parse().ok()
 }
 
+/// Whether the head httparse found complete at `end` is the one [`head_end`] delimits: it
+/// ends with CRLF CRLF and does not start with the empty lines httparse skips. (Any CRLF
+/// CRLF before `end` would have been an empty line that ended the head there.)
+fn ends_at_first_blank_line(bytes: &[u8], end: usize) -> bool {
+    let head = bytes.get(..end).unwrap_or_default();
+    head.ends_with(b"\r\n\r\n") && !matches!(head.first(), Some(b'\r' | b'\n'))
+}
+
 /// Finds the end of a message head (after the blank line); searches only the new bytes.
 fn head_end(buf: &[u8], searched_from: usize) -> Option<usize> {
     static BLANK_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -296,19 +349,22 @@ impl Http1 {
                     // The HTTP/2 preface at a message boundary (after an h2c upgrade), even
                     // when a segment boundary cuts it: hold a partial match until it is
                     // complete or no longer matches.
-                    let head = &self.client.head;
-                    if head.len() < PREFACE_LINE.len() && PREFACE_LINE.starts_with(head) {
-                        let take = (PREFACE_LINE.len() - head.len()).min(bytes.len());
+                    // The held bytes and the new ones are compared where they lie: every
+                    // request passes here.
+                    let held = self.client.head.len();
+                    if let Some(preface_rest) = PREFACE_LINE.get(held..)
+                        && PREFACE_LINE.starts_with(&self.client.head)
+                        && !preface_rest.is_empty()
+                    {
+                        let take = preface_rest.len().min(bytes.len());
                         let (taken, rest) = bytes.split_at(take);
-                        let mut candidate = head.clone();
-                        candidate.extend_from_slice(taken);
-                        if PREFACE_LINE.starts_with(&candidate) {
-                            if candidate.len() == PREFACE_LINE.len() {
+                        if preface_rest.starts_with(taken) {
+                            if take == preface_rest.len() {
                                 self.client.state = State::Switched;
                                 self.held_preface = std::mem::take(&mut self.client.head);
                                 return (Switch::H2c, total - bytes.len());
                             }
-                            self.client.head = candidate;
+                            self.client.head.extend_from_slice(taken);
                             bytes = rest;
                             continue;
                         }
@@ -447,24 +503,30 @@ impl Http1 {
         client: bool,
         out: &mut Vec<(i64, ProtoKind)>,
     ) -> usize {
+        let within_cap = bytes.get(..MAX_HEAD).unwrap_or(bytes);
+        let nothing_held = if client {
+            self.client.head.is_empty()
+        } else {
+            self.server.head.is_empty()
+        };
+        if nothing_held {
+            // The usual case: the whole head arrived in one chunk and is parsed where it lies,
+            // httparse finding its end. Anything else (a head cut short, one httparse rejects,
+            // one that ends other than at its first CRLF CRLF) takes the general way below.
+            let parsed = if client {
+                self.request_in_place(ts_ns, within_cap, out)
+            } else {
+                self.response_in_place(ts_ns, within_cap, out)
+            };
+            if let Some(end) = parsed {
+                return end;
+            }
+        }
         let side = if client {
             &mut self.client
         } else {
             &mut self.server
         };
-        let within_cap = bytes.get(..MAX_HEAD).unwrap_or(bytes);
-        if side.head.is_empty()
-            && let Some(head) = head_end(within_cap, 0).and_then(|end| bytes.get(..end))
-        {
-            // The usual case: the whole head arrived in one chunk and is parsed where it lies.
-            let end = head.len();
-            if client {
-                self.parse_request(ts_ns, head, out);
-            } else {
-                self.parse_response(ts_ns, head, out);
-            }
-            return end;
-        }
         let before = side.head.len();
         let room = MAX_HEAD - before;
         let (chunk, _) = bytes.split_at(bytes.len().min(room));
@@ -506,6 +568,25 @@ impl Http1 {
         used
     }
 
+    /// A request head at the start of `bytes`, parsed if complete there and delimited as
+    /// [`head_end`] would delimit it; returns its length, or None (nothing done) otherwise.
+    fn request_in_place(
+        &mut self,
+        ts_ns: i64,
+        bytes: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> Option<usize> {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(bytes, &mut headers) {
+            Ok(httparse::Status::Complete(end)) if ends_at_first_blank_line(bytes, end) => {
+                self.request_parsed(ts_ns, &req, out);
+                Some(end)
+            }
+            _ => None,
+        }
+    }
+
     fn parse_request(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
         // Uninitialised slots: zeroing 128 headers (4 KiB) per message cost more than
         // parsing the head of a short request.
@@ -524,12 +605,21 @@ impl Http1 {
             self.client.state = State::Stopped;
             return;
         }
-        let method = req.method.unwrap_or_default().to_string();
+        self.request_parsed(ts_ns, &req, out);
+    }
+
+    fn request_parsed(
+        &mut self,
+        ts_ns: i64,
+        req: &httparse::Request<'_, '_>,
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) {
+        let method = method_text(req.method.unwrap_or_default());
         let path = req.path.unwrap_or_default();
-        let target = if path.len() <= MAX_TARGET {
-            path.to_string()
+        let target: Arc<str> = if path.len() <= MAX_TARGET {
+            Arc::from(path)
         } else {
-            path.chars().take(MAX_TARGET).collect()
+            path.chars().take(MAX_TARGET).collect::<String>().into()
         };
         let version = version_text(req.version);
         let known = KnownHeaders::of(req.headers);
@@ -567,6 +657,29 @@ impl Http1 {
         };
     }
 
+    /// [`Self::request_in_place`] for a response head.
+    fn response_in_place(
+        &mut self,
+        ts_ns: i64,
+        bytes: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) -> Option<usize> {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            bytes,
+            &mut headers,
+        ) {
+            Ok(httparse::Status::Complete(end)) if ends_at_first_blank_line(bytes, end) => {
+                let head = bytes.get(..end).unwrap_or_default();
+                self.response_parsed(ts_ns, &resp, head, out);
+                Some(end)
+            }
+            _ => None,
+        }
+    }
+
     fn parse_response(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -589,6 +702,17 @@ impl Http1 {
             self.server.state = State::Stopped;
             return;
         }
+        self.response_parsed(ts_ns, &resp, head, out);
+    }
+
+    /// Acts on a parsed response head; `head` is its bytes.
+    fn response_parsed(
+        &mut self,
+        ts_ns: i64,
+        resp: &httparse::Response<'_, '_>,
+        head: &[u8],
+        out: &mut Vec<(i64, ProtoKind)>,
+    ) {
         let status = resp.code.unwrap_or(0);
         let known = KnownHeaders::of(resp.headers);
         let connection_close = has_token(known.connection, "close");

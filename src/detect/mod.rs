@@ -87,6 +87,9 @@ pub struct Detector {
     /// The server chose TLS 1.3: its records after the ServerHello, and the client's after its
     /// next flight, are encrypted.
     tls13: bool,
+    /// Where the parsers put their events before they join `events`: kept empty between
+    /// chunks, and reused so that each chunk does not allocate its own.
+    scratch: Vec<(i64, ProtoKind)>,
 }
 
 impl Default for Detector {
@@ -104,6 +107,7 @@ impl Default for Detector {
             plain_to_https_marker: false,
             server_scanned: 0,
             tls13: false,
+            scratch: Vec::new(),
         }
     }
 }
@@ -241,11 +245,10 @@ impl Detector {
     /// The server closed its side: a response body delimited by the close ends here.
     pub fn server_closed(&mut self, ts_ns: i64) {
         if let Some(h) = self.http1.as_mut() {
-            let mut out = Vec::new();
+            let mut out = std::mem::take(&mut self.scratch);
             h.server_closed(ts_ns, &mut out);
-            for (ts, k) in out {
-                self.push(ts, Side::Server, k);
-            }
+            self.push_all(Side::Server, &mut out);
+            self.scratch = out;
         }
     }
 
@@ -259,15 +262,22 @@ impl Detector {
         {
             let (window, _) = bytes.split_at(bytes.len().min(MARKER_SCAN - self.server_scanned));
             self.server_scanned += window.len();
-            // Every plaintext response passes here: SIMD substring searches built once.
-            static MARKERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
-                std::sync::LazyLock::new(|| {
-                    [
-                        memchr::memmem::Finder::new(b"sent to HTTPS port"),
-                        memchr::memmem::Finder::new(b"HTTP request to an HTTPS server"),
-                    ]
-                });
-            self.plain_to_https_marker = MARKERS.iter().any(|m| m.find(window).is_some());
+            // Every plaintext response passes here: one SIMD search (built once) for the word
+            // both texts share, and a look around each hit.
+            static HTTPS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"HTTPS"));
+            // Each text, and where in it that word starts.
+            const MARKERS: [(&[u8], usize); 2] = [
+                (b"sent to HTTPS port", 8),
+                (b"HTTP request to an HTTPS server", 19),
+            ];
+            self.plain_to_https_marker = HTTPS.find_iter(window).any(|at| {
+                MARKERS.iter().any(|&(text, word_at)| {
+                    at.checked_sub(word_at)
+                        .and_then(|start| window.get(start..))
+                        .is_some_and(|w| w.starts_with(text))
+                })
+            });
         }
         of_mut(&mut self.first_bytes, from).extend(bytes);
         // Undecided: gather bytes until the protocol is known, then replay them. Usually the
@@ -321,8 +331,15 @@ impl Detector {
         self.feed(from, ts, replay.as_deref().unwrap_or(bytes));
     }
 
+    /// Moves the events in `out` (from `from`) to the timeline, leaving `out` empty.
+    fn push_all(&mut self, from: Side, out: &mut Vec<(i64, ProtoKind)>) {
+        for (t, k) in out.drain(..) {
+            self.push(t, from, k);
+        }
+    }
+
     fn feed(&mut self, from: Side, ts: i64, bytes: &[u8]) {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
         let peer_max = match of(&self.parsers, from.other()) {
             Parser::H2(h) => h.announced_max_frame_size(),
             _ => DEFAULT_MAX_FRAME_SIZE,
@@ -352,9 +369,8 @@ impl Detector {
             ProtoKind::TlsServerHello { version, .. } => Some(*version),
             _ => None,
         });
-        for (t, k) in out {
-            self.push(t, from, k);
-        }
+        self.push_all(from, &mut out);
+        self.scratch = out;
         if let Some(version) = tls_hello
             && version == 0x0304
         {
@@ -387,7 +403,7 @@ impl Detector {
     }
 
     fn gap(&mut self, from: Side, ts_ns: i64, len: u64) {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
         match of_mut(&mut self.parsers, from) {
             Parser::Tls(t) => t.gap(),
             Parser::H2(h) => h.gap(ts_ns, len, &mut out),
@@ -400,9 +416,8 @@ impl Detector {
             Parser::Undecided(..) => *of_mut(&mut self.parsers, from) = Parser::Opaque,
             Parser::Opaque => {}
         }
-        for (t, k) in out {
-            self.push(t, from, k);
-        }
+        self.push_all(from, &mut out);
+        self.scratch = out;
     }
 }
 
@@ -453,5 +468,46 @@ impl Detector {
             protocol_events: &self.events,
             protocol_events_dropped: self.events_dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_answers(bytes: &[u8]) -> bool {
+        let mut d = Detector::default();
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        d.chunk(
+            Side::Client,
+            &Chunk::Data {
+                ts_ns: 1,
+                offset: 0,
+                bytes: request,
+            },
+        );
+        d.chunk(
+            Side::Server,
+            &Chunk::Data {
+                ts_ns: 2,
+                offset: 0,
+                bytes,
+            },
+        );
+        d.plain_http_to_https_port()
+    }
+
+    #[test]
+    fn a_tls_ports_400_to_plain_http_is_told_by_its_text() {
+        assert!(server_answers(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 48\r\n\r\nThe plain HTTP request was sent to HTTPS port\r\n"
+        ));
+        assert!(server_answers(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+        ));
+        assert!(!server_answers(
+            b"HTTP/1.1 200 OK\r\n\r\nHTTPS port, an HTTPS server, sent to HTTPS"
+        ));
+        assert!(!server_answers(b"HTTPS port"));
     }
 }

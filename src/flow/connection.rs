@@ -183,6 +183,10 @@ pub struct Connection<H> {
     handler: H,
 }
 
+/// Events of a short connection (SYN, SYN-ACK, handshake, first data and FIN each way):
+/// room for them from the start, where growing the timeline took two allocations.
+const USUAL_EVENTS: usize = 8;
+
 const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
@@ -277,7 +281,7 @@ impl<H: StreamHandler> Connection<H> {
             last_ns: p.ts_ns,
             established_ns: None,
             closed_ns: None,
-            events: Vec::new(),
+            events: Vec::with_capacity(USUAL_EVENTS),
             events_dropped: 0,
             handler: H::default(),
         }
@@ -595,24 +599,28 @@ impl<H: StreamHandler> Connection<H> {
 
     /// Ends the connection and turns it into its record. `end_of_input` is the time of the
     /// input's last packet when the input ended, None when the connection ends earlier.
+    ///
+    /// Takes the connection boxed, as the table keeps it: the record is built from its fields
+    /// in place (the handler and the events taken out), not from a kilobyte-sized copy.
+    // Boxed on purpose: taking `Self` by value would copy the whole connection out of its box.
+    #[allow(clippy::boxed_local)]
     pub fn finish(
-        self,
+        mut self: Box<Self>,
         reason: Option<EndReason>,
         end_of_input: Option<i64>,
         cfg: &FlowConfig,
     ) -> ConnectionRecord<H> {
-        let mut this = self;
-        let last = this.last_ns;
+        let last = self.last_ns;
         for me in 0..2 {
             let from_lo = me == 0;
-            let side = this.side(from_lo);
+            let side = self.side(from_lo);
             let Connection {
                 halves,
                 events,
                 events_dropped,
                 handler,
                 ..
-            } = &mut this;
+            } = &mut *self;
             if let Some(stream) = halves[me].stream.as_mut() {
                 let mut sink = |c: Chunk<'_>| {
                     deliver(
@@ -629,9 +637,9 @@ impl<H: StreamHandler> Connection<H> {
             }
         }
         let reason = reason.unwrap_or_else(|| {
-            if this.halves.iter().any(|h| h.rst_ns.is_some()) {
+            if self.halves.iter().any(|h| h.rst_ns.is_some()) {
                 EndReason::Reset
-            } else if this.closed_ns.is_some() {
+            } else if self.closed_ns.is_some() {
                 EndReason::Closed
             } else if end_of_input.is_some_and(|end| end - last > cfg.idle_timeout_ns) {
                 EndReason::IdleTimeout
@@ -640,22 +648,22 @@ impl<H: StreamHandler> Connection<H> {
             }
         });
         match reason {
-            EndReason::CaptureEnd => this.event(
+            EndReason::CaptureEnd => self.event(
                 cfg,
                 end_of_input.unwrap_or(last),
                 None,
                 EventKind::CaptureEnd,
             ),
-            EndReason::IdleTimeout => this.event(
+            EndReason::IdleTimeout => self.event(
                 cfg,
                 last + cfg.idle_timeout_ns,
                 None,
                 EventKind::IdleTimeout,
             ),
-            EndReason::Evicted => this.event(cfg, last, None, EventKind::Evicted),
+            EndReason::Evicted => self.event(cfg, last, None, EventKind::Evicted),
             _ => {}
         }
-        let client_is_lo = this.client_is_lo;
+        let client_is_lo = self.client_is_lo;
         let side = |from_lo: bool| {
             if from_lo == client_is_lo {
                 Side::Client
@@ -665,7 +673,7 @@ impl<H: StreamHandler> Connection<H> {
         };
         // Taken by value: the new events are the same size as the kept ones, so they are
         // written in place, without a second allocation.
-        let mut events: Vec<Event> = std::mem::take(&mut this.events)
+        let mut events: Vec<Event> = std::mem::take(&mut self.events)
             .into_iter()
             .map(|(ts_ns, from, kind)| Event {
                 ts_ns,
@@ -676,33 +684,32 @@ impl<H: StreamHandler> Connection<H> {
         // Gaps found by an acknowledgment can be stamped before events pushed earlier.
         events.sort_by_key(|e| e.ts_ns);
         let (client, server) = if client_is_lo {
-            (this.key.lo, this.key.hi)
+            (self.key.lo, self.key.hi)
         } else {
-            (this.key.hi, this.key.lo)
+            (self.key.hi, self.key.lo)
         };
-        let c = usize::from(!client_is_lo);
-        let [h0, h1] = this.halves;
-        let (ch, sh) = if c == 0 { (h0, h1) } else { (h1, h0) };
+        let [lo, hi] = &self.halves;
+        let (ch, sh) = if client_is_lo { (lo, hi) } else { (hi, lo) };
         ConnectionRecord {
-            first_frame: this.first_frame,
+            first_frame: self.first_frame,
             client,
             server,
-            roles: this.roles,
-            start_ns: this.start_ns,
+            roles: self.roles,
+            start_ns: self.start_ns,
             end_ns: last,
             handshake: Handshake {
                 syn_ns: ch.syn_ns,
                 syn_retransmissions: ch.syn_retransmissions,
                 syn_ack_ns: sh.syn_ns,
                 syn_ack_retransmissions: sh.syn_retransmissions,
-                established_ns: this.established_ns,
+                established_ns: self.established_ns,
             },
             client_sent: half_record(ch),
             server_sent: half_record(sh),
             end: reason,
             events,
-            events_dropped: this.events_dropped,
-            handler: this.handler,
+            events_dropped: self.events_dropped,
+            handler: std::mem::take(&mut self.handler),
         }
     }
 }
@@ -734,7 +741,7 @@ fn deliver<H: StreamHandler>(
     handler.chunk(side, &c);
 }
 
-fn half_record(h: Half) -> HalfRecord {
+fn half_record(h: &Half) -> HalfRecord {
     let counters = h.stream.as_ref().map(|s| s.counters).unwrap_or_default();
     HalfRecord {
         packets: h.packets,

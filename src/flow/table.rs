@@ -106,7 +106,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 Some(EndReason::Superseded)
             };
             self.done
-                .push((frame << 1, (*old.conn).finish(reason, None, &self.cfg)));
+                .push((frame << 1, old.conn.finish(reason, None, &self.cfg)));
         } else if self.live.len() >= self.max_live {
             self.evict(frame);
         }
@@ -140,7 +140,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 None
             };
             self.done
-                .push(((frame << 1) | 1, (*c).finish(reason, None, &cfg)));
+                .push(((frame << 1) | 1, c.finish(reason, None, &cfg)));
         }
     }
 
@@ -178,7 +178,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 Some(EndReason::Evicted)
             };
             self.done
-                .push((frame << 1, (*c).finish(reason, None, &self.cfg)));
+                .push((frame << 1, c.finish(reason, None, &self.cfg)));
         }
     }
 
@@ -207,7 +207,7 @@ impl<H: StreamHandler> FlowTable<H> {
             let Some(c) = self.closing.pop() else {
                 break;
             };
-            out.push((u64::MAX, (*c).finish(None, Some(self.end_ns), &cfg)));
+            out.push((u64::MAX, c.finish(None, Some(self.end_ns), &cfg)));
         }
         !self.closing.is_empty()
     }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::clip;
-use crate::classify::{Class, CloseKind, Verdict};
+use crate::classify::{Class, CloseKind, Judgement, Timings, Verdict};
 use crate::detect::Detector;
 use crate::flow::{ConnectionRecord, Endpoint, Side};
 use crate::timefmt::rfc3339_ns;
@@ -53,19 +53,52 @@ pub struct Tally {
 
 impl Tally {
     pub fn of(server: Endpoint, start_ns: i64, v: &Verdict) -> Self {
-        let idle_ms = match v.class {
-            Class::IdleClose => v.timings.idle_before_close_ms,
-            Class::KeepaliveRace => v.timings.idle_before_request_ms,
+        Self::of_parts(
+            server,
+            start_ns,
+            v.class,
+            &v.timings,
+            v.longest_reuse_idle_ms,
+            &v.server_errors,
+            v.timeout_match.as_deref(),
+        )
+    }
+
+    /// [`Self::of`] a connection only judged, whose verdict was never completed.
+    pub fn of_judgement(server: Endpoint, start_ns: i64, j: &Judgement) -> Self {
+        Self::of_parts(
+            server,
+            start_ns,
+            j.class(),
+            j.timings(),
+            j.longest_reuse_idle_ms(),
+            j.server_errors(),
+            j.timeout_match(),
+        )
+    }
+
+    fn of_parts(
+        server: Endpoint,
+        start_ns: i64,
+        class: Class,
+        timings: &Timings,
+        longest_reuse_idle_ms: Option<f64>,
+        server_errors: &[u16],
+        timeout_match: Option<&str>,
+    ) -> Self {
+        let idle_ms = match class {
+            Class::IdleClose => timings.idle_before_close_ms,
+            Class::KeepaliveRace => timings.idle_before_request_ms,
             _ => None,
         };
         Tally {
             server,
             start_ns,
-            class: v.class,
-            longest_reuse_idle_ms: v.longest_reuse_idle_ms,
+            class,
+            longest_reuse_idle_ms,
             idle_ms,
-            server_errors: v.server_errors.clone(),
-            timeout_match: idle_ms.and(v.timeout_match.clone()),
+            server_errors: server_errors.to_vec(),
+            timeout_match: idle_ms.and(timeout_match).map(str::to_string),
         }
     }
 }
