@@ -134,3 +134,16 @@ fn read_ahead_reports_a_truncated_end_like_direct_reading() {
         }
     }
 }
+
+#[test]
+fn read_ahead_reports_a_cut_giant_block_like_direct_reading() {
+    // A block that declares 15 MiB and ends after 3 MiB: read on, block by block, until the
+    // input ends inside it; both ways report the same fault at the same offset.
+    let mut bytes = pcapng(5);
+    bytes.extend_from_slice(&6u32.to_le_bytes());
+    bytes.extend_from_slice(&(15u32 << 20).to_le_bytes());
+    bytes.resize(bytes.len() + (3 << 20), 0xab);
+    let (frames, fault) = assert_same_reading("giant block", &bytes);
+    assert_eq!(frames.len(), 5);
+    assert!(fault.is_some(), "no fault reported");
+}

@@ -342,8 +342,9 @@ impl BlockReader {
                 len: 0,
             },
         };
-        let tail = self.block.get(self.start..self.end).unwrap_or_default();
-        let (mut bytes, start, end) = if tail.len() <= READ_AHEAD_ROOM && next.len > 0 {
+        let unconsumed = self.start..self.end;
+        let (mut bytes, start, end) = if unconsumed.len() <= READ_AHEAD_ROOM && next.len > 0 {
+            let tail = self.block.get(unconsumed).unwrap_or_default();
             let start = READ_AHEAD_ROOM - tail.len();
             let mut bytes = next.bytes;
             if let Some(room) = bytes.get_mut(start..READ_AHEAD_ROOM) {
@@ -351,13 +352,22 @@ impl BlockReader {
             }
             (bytes, start, READ_AHEAD_ROOM + next.len)
         } else {
-            // A record longer than the room (or the last bytes): one block of both.
+            // A record longer than the room (or the last bytes): the block grows to take the
+            // new bytes too, in place when nobody else holds it, so that a long record costs
+            // amortized copies rather than a copy of all of it so far per block read.
+            let mut joined = match Arc::get_mut(&mut self.block) {
+                Some(own) => {
+                    let mut own = std::mem::take(own);
+                    own.truncate(unconsumed.end);
+                    own.drain(..unconsumed.start);
+                    own
+                }
+                None => self.block.get(unconsumed).unwrap_or_default().to_vec(),
+            };
             let data = next
                 .bytes
                 .get(READ_AHEAD_ROOM..READ_AHEAD_ROOM + next.len)
                 .unwrap_or_default();
-            let mut joined = Vec::with_capacity(tail.len() + data.len());
-            joined.extend_from_slice(tail);
             joined.extend_from_slice(data);
             let end = joined.len();
             if next.bytes.len() == READ_AHEAD_ROOM + READ_AHEAD_BLOCK {
