@@ -282,18 +282,22 @@ struct Facts<'a> {
 impl<'a> Facts<'a> {
     fn new(rec: &'a ConnectionRecord<Detector>) -> Self {
         let (c, s) = (&rec.client_sent, &rec.server_sent);
-        let closes = [
-            c.fin_ns.map(|t| (t, Side::Client, CloseKind::Fin)),
-            c.rst_ns.map(|t| (t, Side::Client, CloseKind::Rst)),
-            s.fin_ns.map(|t| (t, Side::Server, CloseKind::Fin)),
-            s.rst_ns.map(|t| (t, Side::Server, CloseKind::Rst)),
-        ];
         // The earliest close; at the same instant a RST outranks a FIN, then the client's
-        // close comes first (min_by_key keeps the first of equals).
-        let first_close = closes
-            .into_iter()
-            .flatten()
-            .min_by_key(|&(t, _, k)| (t, k == CloseKind::Fin));
+        // close comes first (only a strictly earlier one replaces the one found).
+        let mut first_close: Option<(i64, Side, CloseKind)> = None;
+        for (at, side, kind) in [
+            (c.fin_ns, Side::Client, CloseKind::Fin),
+            (c.rst_ns, Side::Client, CloseKind::Rst),
+            (s.fin_ns, Side::Server, CloseKind::Fin),
+            (s.rst_ns, Side::Server, CloseKind::Rst),
+        ] {
+            let Some(t) = at else { continue };
+            let earlier = first_close
+                .is_none_or(|(ft, _, fk)| (t, kind == CloseKind::Fin) < (ft, fk == CloseKind::Fin));
+            if earlier {
+                first_close = Some((t, side, kind));
+            }
+        }
         Facts {
             rec,
             det: &rec.handler,

@@ -117,6 +117,18 @@ pub enum ProtoKind {
     },
 }
 
+/// Where a parser puts the events it finds, in order, each with its capture time.
+pub trait Events {
+    fn push(&mut self, event: (i64, ProtoKind));
+}
+
+/// Events gathered to be looked at before they join a timeline (and by tests).
+impl Events for Vec<(i64, ProtoKind)> {
+    fn push(&mut self, event: (i64, ProtoKind)) {
+        Vec::push(self, event);
+    }
+}
+
 /// Up to `max` bytes, printable ASCII kept and everything else escaped (`\r`, `\n`, `\xNN`),
 /// so that "the server answered with 'HTTP/1.1 400 Bad Request'" can be shown.
 pub fn escape_bytes(bytes: &[u8], max: usize) -> String {

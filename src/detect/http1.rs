@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::event::{ProtoKind, escape_bytes};
+use super::event::{Events, ProtoKind, escape_bytes};
 
 /// Largest message head kept; a longer one is reported and parsing stops.
 pub const MAX_HEAD: usize = 64 << 10;
@@ -325,7 +325,7 @@ impl Http1 {
         &mut self,
         ts_ns: i64,
         mut bytes: &[u8],
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) -> (Switch, usize) {
         let total = bytes.len();
         while !bytes.is_empty() {
@@ -383,7 +383,7 @@ impl Http1 {
         &mut self,
         ts_ns: i64,
         mut bytes: &[u8],
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) -> (Switch, usize) {
         let total = bytes.len();
         while !bytes.is_empty() {
@@ -426,7 +426,7 @@ impl Http1 {
 
     /// The connection closed (FIN from the server): a body that runs until the close ends
     /// here.
-    pub fn server_closed(&mut self, ts_ns: i64, out: &mut Vec<(i64, ProtoKind)>) {
+    pub fn server_closed(&mut self, ts_ns: i64, out: &mut impl Events) {
         if self.server.state == State::Body(Body::UntilClose) {
             self.end_response(ts_ns, out);
         }
@@ -452,7 +452,7 @@ impl Http1 {
         side.body_bytes += len;
     }
 
-    fn response_started(&mut self, ts_ns: i64, out: &mut Vec<(i64, ProtoKind)>) {
+    fn response_started(&mut self, ts_ns: i64, out: &mut impl Events) {
         out.push((ts_ns, ProtoKind::HttpResponseStart));
         if self.next_response >= self.exchanges.len() {
             // A response to no request we saw (the request was before the capture, or this
@@ -464,7 +464,7 @@ impl Http1 {
         }
     }
 
-    fn end_response(&mut self, ts_ns: i64, out: &mut Vec<(i64, ProtoKind)>) {
+    fn end_response(&mut self, ts_ns: i64, out: &mut impl Events) {
         out.push((
             ts_ns,
             ProtoKind::HttpBodyEnd {
@@ -501,7 +501,7 @@ impl Http1 {
         ts_ns: i64,
         bytes: &[u8],
         client: bool,
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) -> usize {
         let within_cap = bytes.get(..MAX_HEAD).unwrap_or(bytes);
         let nothing_held = if client {
@@ -574,7 +574,7 @@ impl Http1 {
         &mut self,
         ts_ns: i64,
         bytes: &[u8],
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) -> Option<usize> {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
@@ -587,7 +587,7 @@ impl Http1 {
         }
     }
 
-    fn parse_request(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
+    fn parse_request(&mut self, ts_ns: i64, head: &[u8], out: &mut impl Events) {
         // Uninitialised slots: zeroing 128 headers (4 KiB) per message cost more than
         // parsing the head of a short request.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -612,7 +612,7 @@ impl Http1 {
         &mut self,
         ts_ns: i64,
         req: &httparse::Request<'_, '_>,
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) {
         let method = method_text(req.method.unwrap_or_default());
         let path = req.path.unwrap_or_default();
@@ -662,7 +662,7 @@ impl Http1 {
         &mut self,
         ts_ns: i64,
         bytes: &[u8],
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) -> Option<usize> {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -680,7 +680,7 @@ impl Http1 {
         }
     }
 
-    fn parse_response(&mut self, ts_ns: i64, head: &[u8], out: &mut Vec<(i64, ProtoKind)>) {
+    fn parse_response(&mut self, ts_ns: i64, head: &[u8], out: &mut impl Events) {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         if !matches!(
@@ -711,7 +711,7 @@ impl Http1 {
         ts_ns: i64,
         resp: &httparse::Response<'_, '_>,
         head: &[u8],
-        out: &mut Vec<(i64, ProtoKind)>,
+        out: &mut impl Events,
     ) {
         let status = resp.code.unwrap_or(0);
         let known = KnownHeaders::of(resp.headers);

@@ -29,7 +29,7 @@ pub mod tls;
 
 use serde::Serialize;
 
-pub use event::{ProtoEvent, ProtoKind, escape_bytes};
+pub use event::{Events, ProtoEvent, ProtoKind, escape_bytes};
 pub use http1::{Exchange, Framing};
 pub use http2::H2Counters;
 pub use tls::TlsCounters;
@@ -87,8 +87,9 @@ pub struct Detector {
     /// The server chose TLS 1.3: its records after the ServerHello, and the client's after its
     /// next flight, are encrypted.
     tls13: bool,
-    /// Where the parsers put their events before they join `events`: kept empty between
-    /// chunks, and reused so that each chunk does not allocate its own.
+    /// Where the TLS and HTTP/2 parsers put their events before they join `events` (after a
+    /// look for the ServerHello): kept empty between chunks, and reused so that each chunk
+    /// does not allocate its own.
     scratch: Vec<(i64, ProtoKind)>,
 }
 
@@ -140,6 +141,28 @@ impl FirstBytes {
         {
             to.copy_from_slice(from);
             self.len += n;
+        }
+    }
+}
+
+/// A side's protocol events, as a parser's [`Events`]: at most [`MAX_EVENTS`] kept per
+/// connection, later ones only counted.
+struct Timeline<'a> {
+    events: &'a mut Vec<ProtoEvent>,
+    dropped: &'a mut u32,
+    from: Side,
+}
+
+impl Events for Timeline<'_> {
+    fn push(&mut self, (ts_ns, kind): (i64, ProtoKind)) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(ProtoEvent {
+                ts_ns,
+                from: self.from,
+                kind,
+            });
+        } else {
+            *self.dropped += 1;
         }
     }
 }
@@ -206,10 +229,15 @@ fn recognise(side: Side, b: &[u8], peer: Protocol) -> Option<Protocol> {
 
 impl Detector {
     fn push(&mut self, ts_ns: i64, from: Side, kind: ProtoKind) {
-        if self.events.len() < MAX_EVENTS {
-            self.events.push(ProtoEvent { ts_ns, from, kind });
-        } else {
-            self.events_dropped += 1;
+        self.timeline(from).push((ts_ns, kind));
+    }
+
+    /// The events of `from`, where a parser can put them directly.
+    fn timeline(&mut self, from: Side) -> Timeline<'_> {
+        Timeline {
+            events: &mut self.events,
+            dropped: &mut self.events_dropped,
+            from,
         }
     }
 
@@ -245,10 +273,12 @@ impl Detector {
     /// The server closed its side: a response body delimited by the close ends here.
     pub fn server_closed(&mut self, ts_ns: i64) {
         if let Some(h) = self.http1.as_mut() {
-            let mut out = std::mem::take(&mut self.scratch);
-            h.server_closed(ts_ns, &mut out);
-            self.push_all(Side::Server, &mut out);
-            self.scratch = out;
+            let mut timeline = Timeline {
+                events: &mut self.events,
+                dropped: &mut self.events_dropped,
+                from: Side::Server,
+            };
+            h.server_closed(ts_ns, &mut timeline);
         }
     }
 
@@ -350,16 +380,19 @@ impl Detector {
             Parser::H2(h) => h.feed(ts, bytes, peer_max, &mut out),
             Parser::Http1 => {
                 if let Some(h) = self.http1.as_mut() {
-                    if from == Side::Client {
-                        let (switch, used) = h.feed_client(ts, bytes, &mut out);
-                        if switch == Switch::H2c {
-                            switch_to_h2 = Some(used);
-                        }
+                    // Straight to the timeline: HTTP/1 events need no look before they join it.
+                    let mut timeline = Timeline {
+                        events: &mut self.events,
+                        dropped: &mut self.events_dropped,
+                        from,
+                    };
+                    let (switch, used) = if from == Side::Client {
+                        h.feed_client(ts, bytes, &mut timeline)
                     } else {
-                        let (switch, used) = h.feed_server(ts, bytes, &mut out);
-                        if switch == Switch::H2c {
-                            switch_to_h2 = Some(used);
-                        }
+                        h.feed_server(ts, bytes, &mut timeline)
+                    };
+                    if switch == Switch::H2c {
+                        switch_to_h2 = Some(used);
                     }
                 }
             }
