@@ -52,6 +52,10 @@ struct Filled {
 /// Blocks kept for reuse once their last user drops them. Blocks still shared beyond these
 /// are simply freed by whoever drops them last.
 const SPARE_BLOCKS: usize = 16;
+/// Read-ahead blocks watched for their users to let go of them, to be refilled. The
+/// analysis has at most a few dozen in flight (the workers' queues bound them); many more
+/// means a user keeps them, and those are left to it.
+const RETIRED_BLOCKS: usize = 256;
 
 type LegacyParse =
     for<'a> fn(&'a [u8]) -> nom::IResult<&'a [u8], LegacyPcapBlock<'a>, PcapError<&'a [u8]>>;
@@ -387,7 +391,10 @@ impl BlockReader {
             None => true,
         });
         let old = std::mem::replace(&mut self.block, Arc::new(std::mem::take(&mut bytes)));
-        if old.len() == READ_AHEAD_ROOM + READ_AHEAD_BLOCK && retired.len() < SPARE_BLOCKS {
+        // Every block goes back to be refilled once free: freeing and allocating instead
+        // cost page faults and zeroing, a third of the reading thread's time on large
+        // transfers.
+        if old.len() == READ_AHEAD_ROOM + READ_AHEAD_BLOCK && retired.len() < RETIRED_BLOCKS {
             retired.push(old);
         }
         self.start = start;
