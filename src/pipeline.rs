@@ -1,14 +1,15 @@
 //! Runs the stages over one input: the capture reader and the decoder on this thread, the
 //! connection engine either here too (`shards == 1`) or on `shards` worker threads.
 //!
-//! With workers, this thread decodes each packet just enough to know its connection's key,
-//! adds it to the batch of the worker that owns that key, and sends full batches over a
-//! bounded channel (backpressure keeps memory bounded when the workers fall behind). A batch
-//! holds the packets' headers and where their bytes lie in the reader's shared blocks, not
-//! the bytes themselves: on large transfers, copying every payload once more cost the reader
-//! thread as much as the workers saved it. Each
-//! worker owns its flow table, so a connection's packets keep capture order on one thread.
-//! Emptied batches come back to be refilled, so steady state allocates nothing.
+//! With workers, the capture reader reads ahead on a thread of its own, and this thread
+//! decodes each packet just enough to know its connection's key, adds it to the batch of the
+//! worker that owns that key, and sends full batches over a bounded channel (backpressure
+//! keeps memory bounded when the workers fall behind). A batch holds the packets' header
+//! fields and where their bytes lie in the reader's shared blocks, not the bytes themselves:
+//! on large transfers, copying every payload once more cost this thread as much as the
+//! workers saved it. Each worker owns its flow table, so a connection's packets keep capture
+//! order on one thread. Emptied batches come back to be refilled, so steady state allocates
+//! nothing.
 //!
 //! Records stream out as connections finish, in (decision frame, first frame) order (see
 //! [`crate::flow::table`]): once a second of capture time this thread sends every worker a
@@ -218,9 +219,10 @@ const FINISH_CHUNK: usize = 1024;
 /// packets a batch ran about 10 % faster with two workers than 512: fewer hand-overs between
 /// threads; larger batches gained nothing more.
 const BATCH_PACKETS: usize = 2048;
-/// Captured bytes a batch covers, wherever they lie, before it is sent. Workers then read
-/// packets the reader saw shortly before, still in the shared cache; on large transfers 1 MiB
-/// took fewer hand-overs than 256 KiB at no cost in cache misses.
+/// Captured bytes a batch covers, wherever they lie, before it is sent, so that workers read
+/// bytes the reader saw shortly before, likely still in the shared cache. Between 128 KiB
+/// and 1 MiB the differences on large transfers were within this machine's noise; the
+/// largest hands over least often.
 const BATCH_BYTES: usize = 1 << 20;
 /// Reader blocks a batch may hold on to before it is sent: a worker that gets few packets
 /// must not pin the blocks of a whole second of a busy capture.
@@ -277,9 +279,13 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
         });
 
         let mut filling: Vec<Batch> = (0..shards).map(|_| Batch::default()).collect();
-        let flush =
+        // Emptied batches are refilled last in, first out: the one emptied last is the
+        // likeliest to be still in the cache.
+        let mut emptied: Vec<Batch> = Vec::new();
+        let mut flush =
             |filling: &mut Vec<Batch>, shard: usize, senders: &[mpsc::SyncSender<ToWorker>]| {
-                let fresh = free_rx.try_recv().unwrap_or_default();
+                emptied.extend(free_rx.try_iter());
+                let fresh = emptied.pop().unwrap_or_default();
                 let full = std::mem::replace(&mut filling[shard], fresh);
                 // A worker only stops after End, so this send cannot fail.
                 let _ = senders[shard].send(ToWorker::Batch(full));

@@ -9,6 +9,11 @@
 //! and otherwise carries the unparsed tail (less than one record) into a fresh or recycled
 //! block. Single-threaded, nobody else holds the block and it is reused in place, as
 //! pcap-parser's buffer would be.
+//!
+//! With workers, the reading itself (the kernel's copy out of the page cache, or the
+//! decompression) moves to a thread of its own ([`BlockReader::read_ahead`]), which fills
+//! blocks a few ahead of the parsing, each after some room where the parser puts the unparsed
+//! end of the block before. Blocks come back to that thread once every worker let go of them.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -302,10 +307,14 @@ impl BlockReader {
         let spawned = std::thread::Builder::new()
             .name("rstscope-read".into())
             .spawn(move || {
+                // Refilled last in, first out: the block freed last is the likeliest to be
+                // still in the cache.
+                let mut free = Vec::new();
                 loop {
-                    let mut bytes = free_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| vec![0u8; READ_AHEAD_ROOM + READ_AHEAD_BLOCK]);
+                    free.extend(free_rx.try_iter());
+                    let mut bytes = free
+                        .pop()
+                        .unwrap_or_else(|| vec![0u8; READ_AHEAD_ROOM + READ_AHEAD_BLOCK]);
                     let read = match bytes.get_mut(READ_AHEAD_ROOM..) {
                         Some(space) => source.read(space),
                         None => Ok(0),
