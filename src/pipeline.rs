@@ -230,6 +230,9 @@ const BATCH_BLOCKS: usize = 8;
 /// Full batches that may wait for each worker.
 const QUEUE_DEPTH: usize = 4;
 
+/// Batches after which a worker that finished no connection reports its progress anyway.
+const QUIET_BATCHES: usize = 8;
+
 /// What the reader sends a worker.
 enum ToWorker {
     Batch(Batch),
@@ -361,6 +364,7 @@ fn worker<H: StreamHandler, T>(
 ) {
     let mut table = FlowTable::<H>::new(cfg, max_live);
     let mut finished = Vec::new();
+    let mut quiet_batches = 0;
     let send = |records: Vec<((u64, u64), T)>, progress, counters| {
         out_tx
             .send(FromWorker {
@@ -418,11 +422,14 @@ fn worker<H: StreamHandler, T>(
         if table.has_finished() {
             table.take_finished(&mut finished);
         }
-        if finished.is_empty() && !tick {
-            // Nothing to hand on: the collector learns this worker's progress at the next
-            // tick instead of being woken after every batch.
+        if finished.is_empty() && !tick && quiet_batches < QUIET_BATCHES {
+            // Nothing to hand on: the collector is not woken after every batch, but it
+            // still learns this worker's progress often enough that the other workers'
+            // records do not pile up waiting for it.
+            quiet_batches += 1;
             continue;
         }
+        quiet_batches = 0;
         let records = finished
             .drain(..)
             .map(|(decision, r)| ((decision, r.first_frame), prepare(r)))

@@ -183,10 +183,6 @@ pub struct Connection<H> {
     handler: H,
 }
 
-/// Events of a short connection (SYN, SYN-ACK, handshake, first data and FIN each way):
-/// room for them from the start, where growing the timeline took two allocations.
-const USUAL_EVENTS: usize = 8;
-
 const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
@@ -281,7 +277,7 @@ impl<H: StreamHandler> Connection<H> {
             last_ns: p.ts_ns,
             established_ns: None,
             closed_ns: None,
-            events: Vec::with_capacity(USUAL_EVENTS),
+            events: Vec::new(),
             events_dropped: 0,
             handler: H::default(),
         }
