@@ -12,9 +12,11 @@
 //! nothing.
 //!
 //! Records stream out as connections finish, in (decision frame, first frame) order (see
-//! [`crate::flow::table`]): once a second of capture time this thread sends every worker a
-//! tick, after which each worker reports how far it got; a collector thread merges the
-//! workers' records and hands on those no worker can precede any more. Memory stays bounded
+//! [`crate::flow::table`]): every hundredth of a second of capture time this thread puts a
+//! tick in every worker's batch, at which the worker sweeps out expired connections, and
+//! once a second it sends the batches off with a tick after which each worker reports how far
+//! it got; a collector thread merges the workers' records and hands on those no worker can
+//! precede any more. Memory stays bounded
 //! by the live connections and about a second of finished ones, and any number of workers
 //! gives the same records in the same order (unless the live-connection cap evicts).
 
@@ -34,8 +36,13 @@ pub struct InputSummary {
     pub table: TableCounters,
 }
 
-/// How often, in capture time, expired connections are swept out.
-const TICK_NS: i64 = 1_000_000_000;
+/// How often, in capture time, expired connections are swept out: often enough that each
+/// sweep finishes a few dozen connections on busy captures, whose memory new connections then
+/// reuse while it is still cached (see [`crate::flow::table`]).
+const TICK_NS: i64 = 10_000_000;
+/// How often, in capture time, the sweep also makes every worker hand on its batch and report
+/// how far it got, so that the collector never waits on a quiet worker for longer.
+const REPORT_NS: i64 = 1_000_000_000;
 
 /// Reads `input`, tracks its connections on `shards` workers (1: on this thread) and hands
 /// each finished connection to `sink`, in (decision frame, first frame) order.
@@ -115,8 +122,9 @@ pub fn count(input: &Input) -> InputStats {
 enum Feed<'a> {
     /// A TCP segment with its 1-based frame number, and the reader's block its frame lies in.
     Tcp(&'a TcpPacket<'a>, u64, &'a SharedBlock),
-    /// Capture time passed a tick: `now`, and the last frame before it.
-    Tick(i64, u64),
+    /// Capture time passed a tick: `now`, the last frame before it, and whether the workers
+    /// are to report their progress (every [`REPORT_NS`]).
+    Tick(i64, u64, bool),
 }
 
 /// How many frames between progress reports.
@@ -135,6 +143,7 @@ fn read_loop(
     let mut frame_no = 0u64;
     let mut end_ns = i64::MIN;
     let mut next_tick = i64::MIN;
+    let mut next_report = i64::MIN;
     loop {
         if frame_no.is_multiple_of(PROGRESS_EVERY) {
             progress(reader.bytes_read());
@@ -142,10 +151,14 @@ fn read_loop(
         match reader.next_frame_in_block() {
             Ok(Some((frame, block))) => {
                 if frame.ts_ns >= next_tick {
+                    let report = frame.ts_ns >= next_report;
                     if next_tick != i64::MIN {
-                        feed(Feed::Tick(frame.ts_ns, frame_no));
+                        feed(Feed::Tick(frame.ts_ns, frame_no, report));
                     }
                     next_tick = frame.ts_ns.saturating_add(TICK_NS);
+                    if report {
+                        next_report = frame.ts_ns.saturating_add(REPORT_NS);
+                    }
                 }
                 frame_no += 1;
                 end_ns = end_ns.max(frame.ts_ns);
@@ -187,7 +200,7 @@ fn single<H: StreamHandler, T>(
         |feed| {
             match feed {
                 Feed::Tcp(p, frame, _) => table.packet(p, frame),
-                Feed::Tick(now, frame) => table.tick(now, frame),
+                Feed::Tick(now, frame, _) => table.tick(now, frame),
             }
             if table.has_finished() {
                 table.take_finished(&mut done);
@@ -315,9 +328,16 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
                         flush(&mut filling, shard, &senders);
                     }
                 }
-                Feed::Tick(now_ns, frame) => {
+                Feed::Tick(now_ns, frame, report) => {
                     for shard in 0..shards {
-                        if !filling[shard].metas.is_empty() {
+                        if !report {
+                            // Rides in the batch, in order with its packets: sending it on its
+                            // own would send every batch a hundredth of a second old.
+                            let batch = &mut filling[shard];
+                            batch.ticks.push((batch.metas.len(), now_ns, frame));
+                            continue;
+                        }
+                        if !filling[shard].is_empty() {
                             flush(&mut filling, shard, &senders);
                         }
                         let _ = senders[shard].send(ToWorker::Tick { now_ns, frame });
@@ -327,7 +347,7 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
             progress,
         );
         for (shard, batch) in filling.drain(..).enumerate() {
-            if !batch.metas.is_empty() {
+            if !batch.is_empty() {
                 let _ = senders[shard].send(ToWorker::Batch(batch));
             }
             let _ = senders[shard].send(ToWorker::End { end_ns });
@@ -378,7 +398,11 @@ fn worker<H: StreamHandler, T>(
     for msg in rx {
         let (progress, tick) = match msg {
             ToWorker::Batch(mut batch) => {
-                for meta in &batch.metas {
+                let mut ticks = batch.ticks.iter().peekable();
+                for (i, meta) in batch.metas.iter().enumerate() {
+                    while let Some(&(_, now_ns, frame)) = ticks.next_if(|t| t.0 <= i) {
+                        table.tick(now_ns, frame);
+                    }
                     // The reader already made the key and its hash to choose this shard.
                     table.packet_keyed(
                         &batch.packet(meta),
@@ -388,7 +412,13 @@ fn worker<H: StreamHandler, T>(
                         meta.frame,
                     );
                 }
-                let last = batch.metas.last().map_or(0, |m| m.frame << 1);
+                for &(_, now_ns, frame) in ticks {
+                    table.tick(now_ns, frame);
+                }
+                // How far this batch got: its last packet, or a tick after it.
+                let last_packet = batch.metas.last().map_or(0, |m| m.frame << 1);
+                let last_tick = batch.ticks.last().map_or(0, |t| (t.2 << 1) | 1);
+                let last = last_packet.max(last_tick);
                 batch.clear();
                 // The reader may have stopped taking batches back; this one is then dropped.
                 let _ = free_tx.send(batch);
@@ -527,6 +557,8 @@ const IN_ARENA: u8 = u8::MAX;
 #[derive(Default)]
 struct Batch {
     metas: Vec<Meta>,
+    /// Ticks among the packets: (how many of `metas` came before it, now, frame).
+    ticks: Vec<(usize, i64, u64)>,
     /// The reader blocks the packets' bytes lie in, in the order the packets came.
     blocks: Vec<SharedBlock>,
     /// Bytes of packets that lie in no reader block.
@@ -607,9 +639,14 @@ impl Batch {
             || self.blocks.len() >= BATCH_BLOCKS
     }
 
+    fn is_empty(&self) -> bool {
+        self.metas.is_empty() && self.ticks.is_empty()
+    }
+
     /// Empties the batch for reuse, letting go of its blocks so the reader can reuse them.
     fn clear(&mut self) {
         self.metas.clear();
+        self.ticks.clear();
         self.bytes = 0;
         self.blocks.clear();
         self.arena.clear();

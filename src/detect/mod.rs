@@ -467,6 +467,13 @@ impl StreamHandler for Detector {
             self.server_closed(ts_ns);
         }
     }
+
+    fn warm(&self) -> u64 {
+        let first = self.events.first().map_or(0, |e| e.ts_ns);
+        let last = self.events.last().map_or(0, |e| e.ts_ns);
+        let http1 = self.http1.as_ref().map_or(0, |h| h.warm());
+        (first ^ last) as u64 ^ http1
+    }
 }
 
 /// What the detectors found, for machine output.

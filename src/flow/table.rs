@@ -7,9 +7,18 @@
 //!
 //! Each record carries the moment it was decided, `frame << 1` for the packet that superseded
 //! or evicted it, `frame << 1 | 1` for the tick after `frame` (sent by the reader to every
-//! shard at the same frames, once a second of capture time) whose sweep found it expired,
-//! `u64::MAX` at the end. Records leave the table in (moment, first frame) order, which no
-//! number of shards changes.
+//! shard at the same frames, every hundredth of a second of capture time) whose sweep found
+//! it expired, `u64::MAX` at the end. Records leave the table in (moment, first frame)
+//! order, which no number of shards changes.
+//!
+//! Sweeps are frequent and touch only what expires: closed connections wait in a queue
+//! ordered by their close, and the idle check reads activity times kept in the table's own
+//! entries, once a second. On short connections almost every live connection is a closed
+//! one lingering; finishing them a few at a time, and reusing their boxes at once for new
+//! connections, keeps that memory in the cache. Sweeping a whole second's worth at once
+//! made every new connection and every finished one a round of cache misses.
+
+use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
@@ -25,12 +34,26 @@ pub struct TableCounters {
     pub peak_live: u64,
 }
 
-/// A live connection with its key's hash. Boxed: a connection is large, and the table
+/// A live connection with its key's hash and its latest activity (for the idle sweep and
+/// the cap, which then read the table only). Boxed: a connection is large, and the table
 /// moves its values when it grows.
 struct Live<H> {
     hash: u64,
+    last_ns: i64,
+    first_frame: u64,
     conn: Box<Connection<H>>,
 }
+
+/// How often, in capture time, the idle sweep reads every live connection's activity time.
+const IDLE_SWEEP_NS: i64 = 1_000_000_000;
+
+/// Expired connections whose memory is warmed together before they are finished: enough
+/// misses to overlap, few enough to stay in the first-level cache's reach.
+const WARM_CHUNK: usize = 32;
+
+/// Boxes of finished connections kept for new ones: enough for a sweep's worth on busy
+/// short-connection captures, few enough to stay in the cache (about 0.6 MiB).
+const SPARE_BOXES: usize = 512;
 
 /// One shard's connections.
 pub struct FlowTable<H> {
@@ -45,6 +68,13 @@ pub struct FlowTable<H> {
     /// end of a capture with many open connections does not hold all their records at once.
     closing: Vec<Box<Connection<H>>>,
     end_ns: i64,
+    /// Closed connections as (close time, first frame, hash), in close time order: the next
+    /// to linger out first. Entries of connections that left the table earlier are skipped
+    /// when they come up.
+    lingering: VecDeque<(i64, u64, u64)>,
+    next_idle_sweep: i64,
+    /// Boxes of finished connections, the latest last: reused before allocating.
+    spare: Vec<Box<Connection<H>>>,
     pub counters: TableCounters,
 }
 
@@ -58,6 +88,9 @@ impl<H: StreamHandler> FlowTable<H> {
             done: Vec::new(),
             closing: Vec::new(),
             end_ns: i64::MAX,
+            lingering: VecDeque::new(),
+            next_idle_sweep: i64::MIN,
+            spare: Vec::new(),
             counters: TableCounters::default(),
         }
     }
@@ -93,7 +126,12 @@ impl<H: StreamHandler> FlowTable<H> {
         if let Ok(mut entry) = self.live.find_entry(hash, |l| l.conn.key() == key) {
             let live = entry.get_mut();
             if !live.conn.is_superseded_by(p, from_lo, &self.cfg) {
+                let was_open = live.conn.closed_ns().is_none();
                 live.conn.handle(p, from_lo, &self.cfg);
+                live.last_ns = live.conn.last_ns();
+                if was_open {
+                    Self::note_close(&mut self.lingering, &live.conn, hash);
+                }
                 return;
             }
             let (old, _) = entry.remove();
@@ -105,16 +143,64 @@ impl<H: StreamHandler> FlowTable<H> {
             } else {
                 Some(EndReason::Superseded)
             };
-            self.done
-                .push((frame << 1, old.conn.finish(reason, None, &self.cfg)));
+            self.finish_one(frame << 1, old.conn, reason);
         } else if self.live.len() >= self.max_live {
             self.evict(frame);
         }
-        let mut conn = Box::new(Connection::new(key, p, from_lo, frame));
+        let conn = Connection::new(key, p, from_lo, frame);
+        let mut conn = match self.spare.pop() {
+            Some(mut spare) => {
+                *spare = conn;
+                spare
+            }
+            None => Box::new(conn),
+        };
         conn.handle(p, from_lo, &self.cfg);
-        self.live
-            .insert_unique(hash, Live { hash, conn }, |l| l.hash);
+        Self::note_close(&mut self.lingering, &conn, hash);
+        let live = Live {
+            hash,
+            last_ns: conn.last_ns(),
+            first_frame: frame,
+            conn,
+        };
+        self.live.insert_unique(hash, live, |l| l.hash);
         self.counters.peak_live = self.counters.peak_live.max(self.live.len() as u64);
+        if self.lingering.len() > 2 * self.max_live + 1024 {
+            self.forget_gone();
+        }
+    }
+
+    /// Queues `conn` to linger out if it is closed (called once, when it closes).
+    fn note_close(lingering: &mut VecDeque<(i64, u64, u64)>, conn: &Connection<H>, hash: u64) {
+        let Some(t) = conn.closed_ns() else {
+            return;
+        };
+        let entry = (t, conn.first_frame(), hash);
+        // Capture time rarely goes backwards; when it does, the entry goes where it belongs.
+        if lingering.back().is_none_or(|last| *last <= entry) {
+            lingering.push_back(entry);
+        } else {
+            let at = lingering.partition_point(|e| *e <= entry);
+            lingering.insert(at, entry);
+        }
+    }
+
+    /// Drops the lingering entries of connections no longer in the table (superseded or
+    /// evicted ones), so that the queue stays bounded by the live connections.
+    fn forget_gone(&mut self) {
+        let live = &self.live;
+        self.lingering.retain(|&(_, first_frame, hash)| {
+            live.find(hash, |l| l.first_frame == first_frame).is_some()
+        });
+    }
+
+    /// Makes `conn`'s record, decided at `moment`, and keeps its box for a new connection.
+    fn finish_one(&mut self, moment: u64, mut conn: Box<Connection<H>>, reason: Option<EndReason>) {
+        self.done
+            .push((moment, conn.finish(reason, None, &self.cfg)));
+        if self.spare.len() < SPARE_BOXES {
+            self.spare.push(conn);
+        }
     }
 
     /// The capture reached `now_ns` after `frame`: finalizes connections that closed and
@@ -122,32 +208,48 @@ impl<H: StreamHandler> FlowTable<H> {
     pub fn tick(&mut self, now_ns: i64, frame: u64) {
         let now = now_ns;
         let cfg = self.cfg;
-        let mut expired: Vec<Box<Connection<H>>> = self
-            .live
-            .extract_if(|l| {
-                l.conn.closed_ns().is_some_and(|t| now - t > cfg.linger_ns)
-                    || now - l.conn.last_ns() > cfg.idle_timeout_ns
-            })
-            .map(|l| l.conn)
-            .collect();
+        let mut expired: Vec<Box<Connection<H>>> = Vec::new();
+        while let Some(&(closed_ns, first_frame, hash)) = self.lingering.front() {
+            if now - closed_ns <= cfg.linger_ns {
+                break;
+            }
+            self.lingering.pop_front();
+            if let Ok(entry) = self.live.find_entry(hash, |l| l.first_frame == first_frame) {
+                expired.push(entry.remove().0.conn);
+            }
+        }
+        if now >= self.next_idle_sweep {
+            self.next_idle_sweep = now.saturating_add(IDLE_SWEEP_NS);
+            expired.extend(
+                self.live
+                    .extract_if(|l| now - l.last_ns > cfg.idle_timeout_ns)
+                    .map(|l| l.conn),
+            );
+        }
         // Sorted while still boxed: sorting the finished records would move kilobytes each.
         expired.sort_unstable_by_key(|c| c.first_frame());
-        for c in expired {
-            let reason = if c.closed_ns().is_none() {
-                self.counters.idle_timeouts += 1;
-                Some(EndReason::IdleTimeout)
-            } else {
-                None
-            };
-            self.done
-                .push(((frame << 1) | 1, c.finish(reason, None, &cfg)));
+        let mut expired = expired.into_iter().peekable();
+        while expired.peek().is_some() {
+            let chunk: Vec<_> = expired.by_ref().take(WARM_CHUNK).collect();
+            let mut w = chunk.iter().fold(0, |w, c| w ^ c.warm_state());
+            w = chunk.iter().fold(w, |w, c| w ^ c.warm_heap());
+            std::hint::black_box(w);
+            for c in chunk {
+                let reason = if c.closed_ns().is_none() {
+                    self.counters.idle_timeouts += 1;
+                    Some(EndReason::IdleTimeout)
+                } else {
+                    None
+                };
+                self.finish_one((frame << 1) | 1, c, reason);
+            }
         }
     }
 
     /// Makes room: finalizes the least recently active sixteenth of the live connections,
     /// so that eviction costs O(1) per new connection on average.
     fn evict(&mut self, frame: u64) {
-        let mut by_age: Vec<i64> = self.live.iter().map(|l| l.conn.last_ns()).collect();
+        let mut by_age: Vec<i64> = self.live.iter().map(|l| l.last_ns).collect();
         let n = (by_age.len() / 16).max(1);
         // The n-th oldest activity time: connections idle since then or longer go.
         let cutoff = if n < by_age.len() {
@@ -160,7 +262,7 @@ impl<H: StreamHandler> FlowTable<H> {
         // Exactly n go: at least n were active no later than the cutoff, and ties at it
         // are taken in the table's order, which the same input always gives.
         for l in self.live.extract_if(|l| {
-            let go = taken < n && l.conn.last_ns() <= cutoff;
+            let go = taken < n && l.last_ns <= cutoff;
             taken += usize::from(go);
             go
         }) {
@@ -177,8 +279,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 self.counters.evicted += 1;
                 Some(EndReason::Evicted)
             };
-            self.done
-                .push((frame << 1, c.finish(reason, None, &self.cfg)));
+            self.finish_one(frame << 1, c, reason);
         }
     }
 
@@ -204,7 +305,7 @@ impl<H: StreamHandler> FlowTable<H> {
         out.append(&mut self.done);
         let cfg = self.cfg;
         for _ in 0..limit {
-            let Some(c) = self.closing.pop() else {
+            let Some(mut c) = self.closing.pop() else {
                 break;
             };
             out.push((u64::MAX, c.finish(None, Some(self.end_ns), &cfg)));
@@ -218,8 +319,105 @@ impl<H: StreamHandler> FlowTable<H> {
     pub fn finish(&mut self, end_ns: i64) {
         self.end_ns = end_ns;
         self.closing = self.live.drain().map(|l| l.conn).collect();
+        self.lingering.clear();
+        self.spare.clear();
         // Popped from the end: the first frame last.
         self.closing
             .sort_unstable_by_key(|c| std::cmp::Reverse(c.first_frame()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::decode::{IpVersion, TcpFlags};
+
+    const S: i64 = 1_000_000_000;
+
+    /// A segment from 127.0.0.1:`port` to 127.0.0.1:80 with `payload` and `flags`.
+    fn packet(ts_ns: i64, port: u16, flags: u8, payload: &[u8]) -> TcpPacket<'_> {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        TcpPacket {
+            ts_ns,
+            ip: IpVersion::V4,
+            src: ip,
+            dst: ip,
+            src_port: port,
+            dst_port: 80,
+            seq: 1000,
+            ack: 0,
+            flags: TcpFlags(flags),
+            window: 512,
+            ttl: 64,
+            options: &[],
+            payload,
+            payload_len: payload.len() as u32,
+            reassembled: false,
+            frame_len: 54 + payload.len() as u32,
+        }
+    }
+
+    fn first_frames(table: &mut FlowTable<()>) -> Vec<u64> {
+        let mut done = Vec::new();
+        table.take_finished(&mut done);
+        done.iter().map(|(_, r)| r.first_frame).collect()
+    }
+
+    #[test]
+    fn a_close_stamped_before_an_earlier_one_still_lingers_out_on_time() {
+        let mut table = FlowTable::<()>::new(FlowConfig::default(), 16);
+        // Frame 1 closes at 5 s; frame 2's RST carries a timestamp a second earlier, as
+        // captures merged from several interfaces can.
+        table.packet(&packet(5 * S, 1001, TcpFlags::RST, &[]), 1);
+        table.packet(&packet(4 * S, 1002, TcpFlags::RST, &[]), 2);
+        table.tick(6 * S + 1, 2);
+        assert_eq!(first_frames(&mut table), [2]);
+        table.tick(7 * S + 1, 2);
+        assert_eq!(first_frames(&mut table), [1]);
+        assert_eq!(table.live(), 0);
+    }
+
+    #[test]
+    fn the_lingering_queue_forgets_connections_that_left_the_table() {
+        let max_live = 4;
+        let mut table = FlowTable::<()>::new(FlowConfig::default(), max_live);
+        // Closed connections that the cap pushes out before they linger out.
+        for i in 0..20_000u64 {
+            table.packet(
+                &packet(S, 1000 + (i % 60_000) as u16, TcpFlags::RST, &[]),
+                i + 1,
+            );
+            assert!(table.lingering.len() <= 2 * max_live + 1024 + 1);
+        }
+        assert_eq!(first_frames(&mut table).len(), 20_000 - max_live);
+    }
+
+    #[test]
+    fn a_reused_box_holds_only_the_new_connection() {
+        let mut table = FlowTable::<()>::new(FlowConfig::default(), 16);
+        table.packet(&packet(0, 1001, TcpFlags::ACK | TcpFlags::PSH, b"hello"), 1);
+        table.packet(&packet(0, 1001, TcpFlags::RST, &[]), 2);
+        table.tick(3 * S, 2);
+        assert_eq!(first_frames(&mut table), [1]);
+        assert_eq!(
+            table.spare.len(),
+            1,
+            "the finished connection's box is kept"
+        );
+        table.packet(&packet(3 * S, 1002, TcpFlags::ACK, &[]), 3);
+        assert!(table.spare.is_empty(), "and reused");
+        table.finish(3 * S);
+        let mut done = Vec::new();
+        table.take_finished(&mut done);
+        let r = &done[0].1;
+        assert_eq!(
+            (r.first_frame, r.start_ns, r.end),
+            (3, 3 * S, EndReason::CaptureEnd)
+        );
+        assert_eq!(r.client_sent.packets + r.server_sent.packets, 1);
+        assert_eq!(r.client_sent.stream_bytes + r.server_sent.stream_bytes, 0);
+        assert!(r.events.iter().all(|e| e.ts_ns == 3 * S));
     }
 }
