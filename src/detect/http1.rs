@@ -490,6 +490,11 @@ impl Http1 {
 
     fn push_exchange(&mut self, x: Exchange) {
         if self.exchanges.len() < MAX_EXCHANGES {
+            // Room for one at first: most connections carry a single exchange, and the
+            // default first growth (four) would hold 400 bytes of nothing until it ends.
+            if self.exchanges.capacity() == 0 {
+                self.exchanges.reserve_exact(1);
+            }
             self.exchanges.push(x);
         } else {
             self.exchanges_dropped += 1;
