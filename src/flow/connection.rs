@@ -335,11 +335,6 @@ impl<H: StreamHandler> Connection<H> {
         e: (i64, Option<bool>, EventKind),
     ) {
         if events.len() < max {
-            // A short connection has about eight events (handshake, first data each way,
-            // FINs): room for them at once spares growing through four.
-            if events.capacity() == 0 {
-                events.reserve_exact(8);
-            }
             events.push(e);
         } else {
             *dropped += 1;
