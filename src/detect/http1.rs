@@ -206,7 +206,7 @@ const PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
 impl Http1 {
     /// Reads a word of the parser and of its first and last exchange (see
     /// [`crate::flow::connection::StreamHandler::warm`]).
-    pub fn warm(&self) -> u64 {
+    pub(crate) fn warm(&self) -> u64 {
         let first = self.exchanges.first().map_or(0, |e| e.body_bytes);
         let last = self.exchanges.last().map_or(0, |e| e.body_bytes);
         first ^ last ^ self.next_response as u64 ^ self.exchanges_dropped

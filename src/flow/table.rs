@@ -227,14 +227,15 @@ impl<H: StreamHandler> FlowTable<H> {
             );
         }
         // Sorted while still boxed: sorting the finished records would move kilobytes each.
-        expired.sort_unstable_by_key(|c| c.first_frame());
-        let mut expired = expired.into_iter().peekable();
-        while expired.peek().is_some() {
-            let chunk: Vec<_> = expired.by_ref().take(WARM_CHUNK).collect();
+        // The first frame last, so that they are taken from the end.
+        expired.sort_unstable_by_key(|c| std::cmp::Reverse(c.first_frame()));
+        while !expired.is_empty() {
+            let from = expired.len().saturating_sub(WARM_CHUNK);
+            let chunk = expired.get(from..).unwrap_or_default();
             let mut w = chunk.iter().fold(0, |w, c| w ^ c.warm_state());
             w = chunk.iter().fold(w, |w, c| w ^ c.warm_heap());
             std::hint::black_box(w);
-            for c in chunk {
+            for c in expired.drain(from..).rev() {
                 let reason = if c.closed_ns().is_none() {
                     self.counters.idle_timeouts += 1;
                     Some(EndReason::IdleTimeout)
