@@ -408,15 +408,28 @@ fn run_flows(config: &Config) -> io::Result<ExitCode> {
             writeln!(out, "{}", input.display)?;
         }
         let summary = {
-            let mut sink = |r: ConnectionRecord<Detector>| {
+            // Each connection is formatted on the worker that tracked it, in parallel; only
+            // the finished text is written here, in order.
+            let format = |r: ConnectionRecord<Detector>| {
+                let mut text = Vec::with_capacity(512);
+                write_flow(&mut text, config.format, &input.display, &r).map(|()| text)
+            };
+            let mut sink = |text: io::Result<Vec<u8>>| {
                 count += 1;
                 if write_error.is_none()
-                    && let Err(e) = write_flow(&mut out, config.format, &input.display, &r)
+                    && let Err(e) = text.and_then(|t| out.write_all(&t))
                 {
                     write_error = Some(e);
                 }
             };
-            analyze::<Detector>(input, &config.flow, config.jobs, &mut sink)
+            analyze_with_progress::<Detector, _>(
+                input,
+                &config.flow,
+                config.jobs,
+                &format,
+                &mut sink,
+                &|_| {},
+            )
         };
         if let Some(e) = write_error {
             return Err(e);
