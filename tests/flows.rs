@@ -422,3 +422,109 @@ fn many_connections_open_at_the_end_come_out_in_order_on_any_number_of_shards() 
         assert_eq!(order(shards), one, "{shards} shards");
     }
 }
+
+/// Connections that close in the middle of a long capture linger out there (2 s of capture
+/// time after their close), swept every hundredth of a second in close order, even when the
+/// capture's clock steps back; the records come out the same, in the same order, on any
+/// number of shards.
+#[test]
+fn closed_connections_linger_out_in_close_order_on_any_number_of_shards() {
+    // The first connection of http-v4.pcap (12 packets, a GET and its answer, both FINs),
+    // replayed 200 times 25 ms apart from client ports 30000 on; every tenth replay is
+    // stamped 300 ms earlier than its place in the file, as merged captures can be.
+    let file = std::fs::read(ingest("http-v4.pcap")).unwrap();
+    assert_eq!(le32(&file, 0), 0xa1b2_c3d4, "microsecond pcap");
+    let mut packets = Vec::new();
+    let mut at = 24;
+    for _ in 0..12 {
+        let caplen = le32(&file, at + 8);
+        let ts_us = le32(&file, at) as i64 * 1_000_000 + le32(&file, at + 4) as i64;
+        packets.push((ts_us, file[at + 16..at + 16 + caplen].to_vec()));
+        at += 16 + caplen;
+    }
+    let t0 = packets[0].0;
+    let mut capture = file[..24].to_vec();
+    let copies = 200;
+    for k in 0..copies {
+        let shift = k as i64 * 25_000 - if k % 10 == 9 { 300_000 } else { 0 };
+        for (ts_us, frame) in &packets {
+            let mut f = frame.clone();
+            let tcp = 14 + usize::from(f[14] & 0x0f) * 4;
+            let port = (30_000 + k as u16).to_be_bytes();
+            if f[tcp..tcp + 2] == 50754u16.to_be_bytes() {
+                f[tcp..tcp + 2].copy_from_slice(&port);
+            } else {
+                f[tcp + 2..tcp + 4].copy_from_slice(&port);
+            }
+            let ts = ts_us - t0 + 1_700_000_000_000_000 + shift;
+            capture.extend_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
+            capture.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
+            capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            capture.extend_from_slice(&f);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replayed.pcap");
+    std::fs::write(&path, &capture).unwrap();
+
+    let input = rstscope::capture::Input {
+        display: path.display().to_string(),
+        source: rstscope::capture::InputSource::File(path.clone()),
+    };
+    // The records as handed on, not sorted.
+    let handed_on = |shards: usize| {
+        let mut records = Vec::new();
+        rstscope::pipeline::analyze::<()>(
+            &input,
+            &rstscope::flow::FlowConfig::default(),
+            shards,
+            &mut |r| records.push(r),
+        );
+        records
+    };
+    let one = handed_on(1);
+    assert_eq!(one.len(), copies);
+    for r in &one {
+        assert_eq!(r.end, EndReason::Closed);
+        assert_eq!(r.client_sent.packets + r.server_sent.packets, 12);
+    }
+    let json = serde_json::to_string(&one).unwrap();
+    for shards in [2, 3, 4] {
+        assert_eq!(json, serde_json::to_string(&handed_on(shards)).unwrap());
+    }
+    // Closed more than the linger before the last packet (and before the last tick, which
+    // comes with the first packet of the last replay): finished in the middle of the
+    // capture, before every one finished at its end, in close order (within a sweep and the
+    // 25 ms between replays). The rest are finished at the end, in first-frame order.
+    let last = one.iter().map(|r| r.end_ns).max().unwrap();
+    let closed = |r: &ConnectionRecord<()>| r.client_sent.fin_ns.max(r.server_sent.fin_ns).unwrap();
+    let lingered = one
+        .iter()
+        .take_while(|r| last - closed(r) > 2_000_000_000)
+        .count();
+    assert!(lingered > copies / 2, "{lingered} lingered out mid-capture");
+    assert!(
+        one[lingered..]
+            .iter()
+            .all(|r| last - closed(r) <= 2_030_000_000)
+    );
+    assert!(
+        one[lingered..]
+            .windows(2)
+            .all(|w| w[0].first_frame < w[1].first_frame)
+    );
+    for w in one[..lingered].windows(2) {
+        assert!(closed(&w[1]) + 35_000_000 >= closed(&w[0]), "close order");
+    }
+    // A replay stamped 300 ms early closed before the ones just ahead of it in the file,
+    // and lingered out before them.
+    let stepped_back = one[..lingered]
+        .windows(2)
+        .filter(|w| w[1].first_frame < w[0].first_frame)
+        .count();
+    assert!(
+        stepped_back >= 10,
+        "{stepped_back} replays came out ahead of earlier frames"
+    );
+}
