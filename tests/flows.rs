@@ -393,28 +393,14 @@ fn many_connections_open_at_the_end_come_out_in_order_on_any_number_of_shards() 
     for i in 0..3000u32 {
         let mut f = frame.to_vec();
         f[tcp..tcp + 2].copy_from_slice(&(20_000 + i as u16).to_be_bytes());
-        capture.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        capture.extend_from_slice(&i.to_le_bytes());
-        capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        capture.extend_from_slice(&f);
+        push_record(&mut capture, 1_700_000_000_000_000 + i64::from(i), &f);
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("syns.pcap");
     std::fs::write(&path, &capture).unwrap();
-    let input = rstscope::capture::Input {
-        display: path.display().to_string(),
-        source: rstscope::capture::InputSource::File(path.clone()),
-    };
     let order = |shards: usize| {
-        let mut frames = Vec::new();
-        rstscope::pipeline::analyze::<()>(
-            &input,
-            &rstscope::flow::FlowConfig::default(),
-            shards,
-            &mut |r| frames.push(r.first_frame),
-        );
-        frames
+        let records = handed_on(&path, shards);
+        records.iter().map(|r| r.first_frame).collect::<Vec<_>>()
     };
     let one = order(1);
     assert_eq!(one, (1..=3000).collect::<Vec<u64>>());
@@ -456,34 +442,14 @@ fn closed_connections_linger_out_in_close_order_on_any_number_of_shards() {
             } else {
                 f[tcp + 2..tcp + 4].copy_from_slice(&port);
             }
-            let ts = ts_us - t0 + 1_700_000_000_000_000 + shift;
-            capture.extend_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
-            capture.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
-            capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            capture.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            capture.extend_from_slice(&f);
+            push_record(&mut capture, ts_us - t0 + 1_700_000_000_000_000 + shift, &f);
         }
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replayed.pcap");
     std::fs::write(&path, &capture).unwrap();
 
-    let input = rstscope::capture::Input {
-        display: path.display().to_string(),
-        source: rstscope::capture::InputSource::File(path.clone()),
-    };
-    // The records as handed on, not sorted.
-    let handed_on = |shards: usize| {
-        let mut records = Vec::new();
-        rstscope::pipeline::analyze::<()>(
-            &input,
-            &rstscope::flow::FlowConfig::default(),
-            shards,
-            &mut |r| records.push(r),
-        );
-        records
-    };
-    let one = handed_on(1);
+    let one = handed_on(&path, 1);
     assert_eq!(one.len(), copies);
     for r in &one {
         assert_eq!(r.end, EndReason::Closed);
@@ -491,7 +457,10 @@ fn closed_connections_linger_out_in_close_order_on_any_number_of_shards() {
     }
     let json = serde_json::to_string(&one).unwrap();
     for shards in [2, 3, 4] {
-        assert_eq!(json, serde_json::to_string(&handed_on(shards)).unwrap());
+        assert_eq!(
+            json,
+            serde_json::to_string(&handed_on(&path, shards)).unwrap()
+        );
     }
     // Closed more than the linger before the last packet (and before the last tick, which
     // comes with the first packet of the last replay): finished in the middle of the
@@ -527,4 +496,30 @@ fn closed_connections_linger_out_in_close_order_on_any_number_of_shards() {
         stepped_back >= 10,
         "{stepped_back} replays came out ahead of earlier frames"
     );
+}
+
+/// Appends a record to a microsecond pcap: `frame` captured whole at `ts_us`.
+fn push_record(capture: &mut Vec<u8>, ts_us: i64, frame: &[u8]) {
+    capture.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+    capture.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+    capture.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    capture.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    capture.extend_from_slice(frame);
+}
+
+/// The connections of a capture as the engine hands them on (not sorted), from `shards`
+/// engine shards.
+fn handed_on(path: &std::path::Path, shards: usize) -> Vec<ConnectionRecord<()>> {
+    let input = rstscope::capture::Input {
+        display: path.display().to_string(),
+        source: rstscope::capture::InputSource::File(path.to_path_buf()),
+    };
+    let mut records = Vec::new();
+    rstscope::pipeline::analyze::<()>(
+        &input,
+        &rstscope::flow::FlowConfig::default(),
+        shards,
+        &mut |r| records.push(r),
+    );
+    records
 }
