@@ -165,14 +165,23 @@ impl Decoder {
 
     pub fn decode<'a>(&'a mut self, frame: &Frame<'a>) -> Decoded<'a> {
         let link = strip_link(frame.link_type, frame.data);
-        let ipv4 = match link {
-            LinkPayload::Ethernet(bytes) if bytes.get(12..14) == Some(&[0x08, 0x00]) => {
-                bytes.get(14..)
-            }
-            LinkPayload::EtherType(0x0800, bytes) => Some(bytes),
+        // The common case, a whole TCP segment in plain IPv4 or IPv6 right after the link
+        // header, skips the general slicing (four times the cost on IPv6, which walks its
+        // extension headers).
+        let ip = match link {
+            LinkPayload::Ethernet(bytes) => match bytes.get(12..14) {
+                Some([0x08, 0x00]) => bytes.get(14..).map(|b| (0x0800, b)),
+                Some([0x86, 0xdd]) => bytes.get(14..).map(|b| (0x86dd, b)),
+                _ => None,
+            },
+            LinkPayload::EtherType(t @ (0x0800 | 0x86dd), bytes) => Some((t, bytes)),
             _ => None,
         };
-        if let Some(d) = ipv4.and_then(|bytes| whole_ipv4_tcp(frame, bytes)) {
+        let whole = ip.and_then(|(t, bytes)| match t {
+            0x0800 => whole_ipv4_tcp(frame, bytes),
+            _ => whole_ipv6_tcp(frame, bytes),
+        });
+        if let Some(d) = whole {
             return d;
         }
         let sliced = match link {
@@ -346,6 +355,31 @@ fn whole_ipv4_tcp<'a>(frame: &Frame<'a>, bytes: &'a [u8]) -> Option<Decoded<'a>>
         frame_len: frame.orig_len.max(frame.data.len() as u32),
         // As in the general path; the strict slice already refused a total length of 0.
         declared_payload: u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4),
+    };
+    Some(Decoded::Tcp(tcp_packet(frame.ts_ns, &ip, &tcp, false)))
+}
+
+/// [`whole_ipv4_tcp`] for IPv6 without extension headers, whose payload length is set (not a
+/// jumbogram or a segmentation offload artefact).
+fn whole_ipv6_tcp<'a>(frame: &Frame<'a>, bytes: &'a [u8]) -> Option<Decoded<'a>> {
+    let v6 = etherparse::Ipv6Slice::from_slice(bytes).ok()?;
+    let h = v6.header();
+    let payload = v6.payload();
+    if !v6.extensions().slice().is_empty()
+        || h.payload_length() == 0
+        || payload.ip_number != IpNumber::TCP
+    {
+        return None;
+    }
+    let tcp = TcpSlice::from_slice(payload.payload).ok()?;
+    let ip = IpHeaderFacts {
+        version: IpVersion::V6,
+        src: IpAddr::V6(Ipv6Addr::from(h.source())),
+        dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
+        ttl: h.hop_limit(),
+        protocol: payload.ip_number.0,
+        frame_len: frame.orig_len.max(frame.data.len() as u32),
+        declared_payload: u32::from(h.payload_length()),
     };
     Some(Decoded::Tcp(tcp_packet(frame.ts_ns, &ip, &tcp, false)))
 }
