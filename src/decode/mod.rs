@@ -24,7 +24,7 @@ mod link;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
-use etherparse::{Ipv6ExtensionSlice, err::Layer as EpLayer};
+use etherparse::{Ipv4HeaderSlice, Ipv6ExtensionSlice, Ipv6HeaderSlice, err::Layer as EpLayer};
 
 pub use defrag::{Defragmenter, FRAGMENT_TIMEOUT_NS, Fragment, FragmentKey, Reassembly};
 pub use link::{LinkPayload, strip_link};
@@ -221,21 +221,14 @@ impl Decoder {
                     return malformed(Some(IpVersion::V4), "IPv4 header", false);
                 }
                 let payload = v4.payload();
-                let ip = IpHeaderFacts {
-                    version: IpVersion::V4,
-                    src: IpAddr::V4(Ipv4Addr::from(h.source())),
-                    dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
-                    ttl: h.ttl(),
-                    protocol: payload.ip_number.0,
-                    frame_len: frame.orig_len.max(frame.data.len() as u32),
-                    // A total length of 0 is what TSO leaves in sender-side captures: the
-                    // captured length (plus what the snaplen cut) is the truth then.
-                    declared_payload: if h.total_len() != 0 {
-                        u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4)
-                    } else {
-                        payload.payload.len() as u32 + cut
-                    },
+                // A total length of 0 is what TSO leaves in sender-side captures: the
+                // captured length (plus what the snaplen cut) is the truth then.
+                let declared_payload = if h.total_len() != 0 {
+                    u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4)
+                } else {
+                    payload.payload.len() as u32 + cut
                 };
+                let ip = IpHeaderFacts::v4(&h, payload.ip_number, frame, declared_payload);
                 if v4.is_payload_fragmented() {
                     let frag = Fragment {
                         key: FragmentKey {
@@ -258,20 +251,13 @@ impl Decoder {
                 let h = v6.header();
                 let payload = v6.payload();
                 let ext_len = v6.extensions().slice().len() as u32;
-                let ip = IpHeaderFacts {
-                    version: IpVersion::V6,
-                    src: IpAddr::V6(Ipv6Addr::from(h.source())),
-                    dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
-                    ttl: h.hop_limit(),
-                    protocol: payload.ip_number.0,
-                    frame_len: frame.orig_len.max(frame.data.len() as u32),
-                    // Payload length 0 is a jumbogram or a TSO/BIG TCP artefact.
-                    declared_payload: if h.payload_length() != 0 {
-                        u32::from(h.payload_length()).saturating_sub(ext_len)
-                    } else {
-                        payload.payload.len() as u32 + cut
-                    },
+                // Payload length 0 is a jumbogram or a TSO/BIG TCP artefact.
+                let declared_payload = if h.payload_length() != 0 {
+                    u32::from(h.payload_length()).saturating_sub(ext_len)
+                } else {
+                    payload.payload.len() as u32 + cut
                 };
+                let ip = IpHeaderFacts::v6(&h, payload.ip_number, frame, declared_payload);
                 if v6.is_payload_fragmented() {
                     let frag_header = v6.extensions().clone().into_iter().find_map(|e| match e {
                         Ipv6ExtensionSlice::Fragment(f) => Some(f),
@@ -346,16 +332,9 @@ fn whole_ipv4_tcp<'a>(frame: &Frame<'a>, bytes: &'a [u8]) -> Option<Decoded<'a>>
     }
     let tcp = TcpSlice::from_slice(payload.payload).ok()?;
     let h = v4.header();
-    let ip = IpHeaderFacts {
-        version: IpVersion::V4,
-        src: IpAddr::V4(Ipv4Addr::from(h.source())),
-        dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
-        ttl: h.ttl(),
-        protocol: payload.ip_number.0,
-        frame_len: frame.orig_len.max(frame.data.len() as u32),
-        // As in the general path; the strict slice already refused a total length of 0.
-        declared_payload: u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4),
-    };
+    // As in the general path; the strict slice already refused a total length of 0.
+    let declared_payload = u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4);
+    let ip = IpHeaderFacts::v4(&h, payload.ip_number, frame, declared_payload);
     Some(Decoded::Tcp(tcp_packet(frame.ts_ns, &ip, &tcp, false)))
 }
 
@@ -372,15 +351,7 @@ fn whole_ipv6_tcp<'a>(frame: &Frame<'a>, bytes: &'a [u8]) -> Option<Decoded<'a>>
         return None;
     }
     let tcp = TcpSlice::from_slice(payload.payload).ok()?;
-    let ip = IpHeaderFacts {
-        version: IpVersion::V6,
-        src: IpAddr::V6(Ipv6Addr::from(h.source())),
-        dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
-        ttl: h.hop_limit(),
-        protocol: payload.ip_number.0,
-        frame_len: frame.orig_len.max(frame.data.len() as u32),
-        declared_payload: u32::from(h.payload_length()),
-    };
+    let ip = IpHeaderFacts::v6(&h, payload.ip_number, frame, u32::from(h.payload_length()));
     Some(Decoded::Tcp(tcp_packet(frame.ts_ns, &ip, &tcp, false)))
 }
 
@@ -396,6 +367,32 @@ struct IpHeaderFacts {
     declared_payload: u32,
     /// The frame's length on the wire.
     frame_len: u32,
+}
+
+impl IpHeaderFacts {
+    fn v4(h: &Ipv4HeaderSlice<'_>, protocol: IpNumber, frame: &Frame<'_>, declared: u32) -> Self {
+        IpHeaderFacts {
+            version: IpVersion::V4,
+            src: IpAddr::V4(Ipv4Addr::from(h.source())),
+            dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
+            ttl: h.ttl(),
+            protocol: protocol.0,
+            declared_payload: declared,
+            frame_len: frame.orig_len.max(frame.data.len() as u32),
+        }
+    }
+
+    fn v6(h: &Ipv6HeaderSlice<'_>, protocol: IpNumber, frame: &Frame<'_>, declared: u32) -> Self {
+        IpHeaderFacts {
+            version: IpVersion::V6,
+            src: IpAddr::V6(Ipv6Addr::from(h.source())),
+            dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
+            ttl: h.hop_limit(),
+            protocol: protocol.0,
+            declared_payload: declared,
+            frame_len: frame.orig_len.max(frame.data.len() as u32),
+        }
+    }
 }
 
 fn finish_ip<'a>(
