@@ -18,7 +18,8 @@
 //! connections, keeps that memory in the cache. Sweeping a whole second's worth at once
 //! made every new connection and every finished one a round of cache misses.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use hashbrown::HashTable;
 
@@ -55,6 +56,64 @@ const WARM_CHUNK: usize = 32;
 /// short-connection captures, few enough to stay in the cache (about 0.6 MiB).
 const SPARE_BOXES: usize = 512;
 
+/// A closed connection waiting to linger out: (close time, first frame, key hash).
+type Closed = (i64, u64, u64);
+
+/// The closed connections in close-time order. Closes come in capture order, so nearly all
+/// are appended; the few stamped before the latest one (the capture's clock stepped back)
+/// wait in a heap, so that a capture whose clock keeps stepping back costs a heap push per
+/// close, not a move of half the queue.
+#[derive(Default)]
+struct Lingering {
+    in_order: VecDeque<Closed>,
+    stepped_back: BinaryHeap<Reverse<Closed>>,
+}
+
+impl Lingering {
+    fn push(&mut self, c: Closed) {
+        if self.in_order.back().is_none_or(|last| *last <= c) {
+            self.in_order.push_back(c);
+        } else {
+            self.stepped_back.push(Reverse(c));
+        }
+    }
+
+    /// The earliest close.
+    fn first(&self) -> Option<Closed> {
+        let heap = self.stepped_back.peek().map(|r| r.0);
+        match (self.in_order.front().copied(), heap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pop_first(&mut self) {
+        let from_heap = match (self.in_order.front(), self.stepped_back.peek()) {
+            (Some(a), Some(b)) => b.0 < *a,
+            (a, _) => a.is_none(),
+        };
+        if from_heap {
+            self.stepped_back.pop();
+        } else {
+            self.in_order.pop_front();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.in_order.len() + self.stepped_back.len()
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Closed) -> bool) {
+        self.in_order.retain(|c| keep(c));
+        self.stepped_back.retain(|c| keep(&c.0));
+    }
+
+    fn clear(&mut self) {
+        self.in_order.clear();
+        self.stepped_back.clear();
+    }
+}
+
 /// One shard's connections.
 pub struct FlowTable<H> {
     cfg: FlowConfig,
@@ -68,10 +127,9 @@ pub struct FlowTable<H> {
     /// end of a capture with many open connections does not hold all their records at once.
     closing: Vec<Box<Connection<H>>>,
     end_ns: i64,
-    /// Closed connections as (close time, first frame, hash), in close time order: the next
-    /// to linger out first. Entries of connections that left the table earlier are skipped
-    /// when they come up.
-    lingering: VecDeque<(i64, u64, u64)>,
+    /// Closed connections, the next to linger out first. Entries of connections that left
+    /// the table earlier are skipped when they come up.
+    lingering: Lingering,
     next_idle_sweep: i64,
     /// Boxes of finished connections, the latest last: reused before allocating.
     spare: Vec<Box<Connection<H>>>,
@@ -88,7 +146,7 @@ impl<H: StreamHandler> FlowTable<H> {
             done: Vec::new(),
             closing: Vec::new(),
             end_ns: i64::MAX,
-            lingering: VecDeque::new(),
+            lingering: Lingering::default(),
             next_idle_sweep: i64::MIN,
             spare: Vec::new(),
             counters: TableCounters::default(),
@@ -171,17 +229,9 @@ impl<H: StreamHandler> FlowTable<H> {
     }
 
     /// Queues `conn` to linger out if it is closed (called once, when it closes).
-    fn note_close(lingering: &mut VecDeque<(i64, u64, u64)>, conn: &Connection<H>, hash: u64) {
-        let Some(t) = conn.closed_ns() else {
-            return;
-        };
-        let entry = (t, conn.first_frame(), hash);
-        // Capture time rarely goes backwards; when it does, the entry goes where it belongs.
-        if lingering.back().is_none_or(|last| *last <= entry) {
-            lingering.push_back(entry);
-        } else {
-            let at = lingering.partition_point(|e| *e <= entry);
-            lingering.insert(at, entry);
+    fn note_close(lingering: &mut Lingering, conn: &Connection<H>, hash: u64) {
+        if let Some(t) = conn.closed_ns() {
+            lingering.push((t, conn.first_frame(), hash));
         }
     }
 
@@ -209,11 +259,11 @@ impl<H: StreamHandler> FlowTable<H> {
         let now = now_ns;
         let cfg = self.cfg;
         let mut expired: Vec<Box<Connection<H>>> = Vec::new();
-        while let Some(&(closed_ns, first_frame, hash)) = self.lingering.front() {
+        while let Some((closed_ns, first_frame, hash)) = self.lingering.first() {
             if now - closed_ns <= cfg.linger_ns {
                 break;
             }
-            self.lingering.pop_front();
+            self.lingering.pop_first();
             if let Ok(entry) = self.live.find_entry(hash, |l| l.first_frame == first_frame) {
                 expired.push(entry.remove().0.conn);
             }
@@ -378,6 +428,34 @@ mod tests {
         table.tick(7 * S + 1, 2);
         assert_eq!(first_frames(&mut table), [1]);
         assert_eq!(table.live(), 0);
+    }
+
+    #[test]
+    fn closes_come_out_in_close_order_whatever_order_they_were_stamped_in() {
+        let mut lingering = Lingering::default();
+        // Mostly ascending, every third stepping back by a varying amount.
+        let times: Vec<i64> = (0..3000i64)
+            .map(|i| {
+                if i % 3 == 2 {
+                    i * 10 - (i * 7919) % 500
+                } else {
+                    i * 10
+                }
+            })
+            .collect();
+        for (i, &t) in times.iter().enumerate() {
+            lingering.push((t, i as u64, 0));
+        }
+        assert_eq!(lingering.len(), times.len());
+        let mut out = Vec::new();
+        while let Some(c) = lingering.first() {
+            lingering.pop_first();
+            out.push(c);
+        }
+        let mut sorted = out.clone();
+        sorted.sort();
+        assert_eq!(out, sorted);
+        assert_eq!(out.len(), times.len());
     }
 
     #[test]
