@@ -449,9 +449,9 @@ fn worker<H: StreamHandler, T>(
                 }
             }
         };
-        if table.has_finished() {
-            table.take_finished(&mut finished);
-        }
+        // Unconditionally: superseded connections still waiting to be finished are decided
+        // before the progress this message reports.
+        table.take_finished(&mut finished);
         if finished.is_empty() && !tick && quiet_batches < QUIET_BATCHES {
             // Nothing to hand on: the collector is not woken after every batch, but it
             // still learns this worker's progress often enough that the other workers'
