@@ -412,7 +412,8 @@ fn run_flows(config: &Config) -> io::Result<ExitCode> {
             // the finished text is written here, in order.
             let format = |r: ConnectionRecord<Detector>| {
                 let mut text = Vec::with_capacity(512);
-                write_flow(&mut text, config.format, &input.display, &r).map(|()| text)
+                let text = write_flow(&mut text, config.format, &input.display, &r).map(|()| text);
+                (text, Some(r))
             };
             let mut sink = |text: io::Result<Vec<u8>>| {
                 count += 1;
@@ -540,22 +541,24 @@ fn run_analysis(
                         let judgement = classify::judge(&r);
                         let class = judgement.class();
                         if !filter.keeps(&r, class) {
-                            return None;
+                            return (None, Some(r));
                         }
                         if !(class.is_failure() || all) {
                             // Not listed: only what the summary counts moves on, and the
                             // verdict is not completed.
-                            return Some(Prepared::Counted(Tally::of_judgement(
-                                r.server, r.start_ns, &judgement,
-                            )));
+                            let tally = Tally::of_judgement(r.server, r.start_ns, &judgement);
+                            return (Some(Prepared::Counted(tally)), Some(r));
                         }
                         let judged = Judged::new(&input.display, &r, judgement.verdict(&r));
                         let ladder = judged.verdict.class.is_failure() && (markdown || html);
-                        // The record only travels on (boxed itself) when a ladder needs it.
-                        Some(Prepared::Listed(Box::new((
-                            judged,
-                            ladder.then(|| Box::new(r)),
-                        ))))
+                        // The record only travels on (boxed itself) when a ladder needs it;
+                        // otherwise it goes back to the engine for its buffers.
+                        let (kept, spent) = if ladder {
+                            (Some(Box::new(r)), None)
+                        } else {
+                            (None, Some(r))
+                        };
+                        (Some(Prepared::Listed(Box::new((judged, kept)))), spent)
                     },
                     &mut |prepared| {
                         progress.connection();

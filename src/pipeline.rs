@@ -52,8 +52,14 @@ pub fn analyze<H: StreamHandler + 'static>(
     shards: usize,
     sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
 ) -> InputSummary {
-    analyze_with_progress(input, cfg, shards, &|r| r, sink, &|_| {})
+    analyze_with_progress(input, cfg, shards, &|r| (r, None), sink, &|_| {})
 }
+
+/// Turns a finished connection into what the sink takes, and hands the record back when it
+/// no longer needs it: its buffers then serve the next connections while they are still
+/// cached ([`FlowTable::recycle`]).
+pub type Prepare<'a, H, T> =
+    dyn Fn(ConnectionRecord<H>) -> (T, Option<ConnectionRecord<H>>) + Sync + 'a;
 
 /// [`analyze`], with `prepare` turning each finished connection into what `sink` takes (on
 /// the worker that tracked it, so that per-connection work such as classification runs in
@@ -63,7 +69,7 @@ pub fn analyze_with_progress<H: StreamHandler + 'static, T: Send>(
     input: &Input,
     cfg: &FlowConfig,
     shards: usize,
-    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    prepare: &Prepare<'_, H, T>,
     sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> InputSummary {
@@ -188,7 +194,7 @@ fn single<H: StreamHandler, T>(
     reader: &mut CaptureReader,
     counter: &mut Counter,
     cfg: &FlowConfig,
-    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    prepare: &Prepare<'_, H, T>,
     sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
@@ -205,7 +211,11 @@ fn single<H: StreamHandler, T>(
             if table.has_finished() {
                 table.take_finished(&mut done);
                 for (_, r) in done.drain(..) {
-                    sink(prepare(r));
+                    let (prepared, spent) = prepare(r);
+                    if let Some(r) = spent {
+                        table.recycle(r);
+                    }
+                    sink(prepared);
                 }
             }
         },
@@ -215,7 +225,7 @@ fn single<H: StreamHandler, T>(
     loop {
         let more = table.take_some_finished(&mut done, FINISH_CHUNK);
         for (_, r) in done.drain(..) {
-            sink(prepare(r));
+            sink(prepare(r).0);
         }
         if !more {
             break;
@@ -268,7 +278,7 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
     counter: &mut Counter,
     cfg: &FlowConfig,
     shards: usize,
-    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    prepare: &Prepare<'_, H, T>,
     sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
@@ -377,7 +387,7 @@ fn worker<H: StreamHandler, T>(
     shard: usize,
     cfg: FlowConfig,
     max_live: usize,
-    prepare: &(dyn Fn(ConnectionRecord<H>) -> T + Sync),
+    prepare: &Prepare<'_, H, T>,
     rx: mpsc::Receiver<ToWorker>,
     free_tx: mpsc::Sender<Batch>,
     out_tx: mpsc::SyncSender<FromWorker<T>>,
@@ -436,7 +446,7 @@ fn worker<H: StreamHandler, T>(
                     let more = table.take_some_finished(&mut finished, FINISH_CHUNK);
                     let records: Vec<_> = finished
                         .drain(..)
-                        .map(|(decision, r)| ((decision, r.first_frame), prepare(r)))
+                        .map(|(decision, r)| ((decision, r.first_frame), prepare(r).0))
                         .collect();
                     if !more {
                         send(records, (u64::MAX, u64::MAX), Some(table.counters));
@@ -460,10 +470,15 @@ fn worker<H: StreamHandler, T>(
             continue;
         }
         quiet_batches = 0;
-        let records = finished
-            .drain(..)
-            .map(|(decision, r)| ((decision, r.first_frame), prepare(r)))
-            .collect();
+        let mut records = Vec::with_capacity(finished.len());
+        for (decision, r) in finished.drain(..) {
+            let key = (decision, r.first_frame);
+            let (prepared, spent) = prepare(r);
+            if let Some(r) = spent {
+                table.recycle(r);
+            }
+            records.push((key, prepared));
+        }
         if !send(records, progress, None) {
             return;
         }

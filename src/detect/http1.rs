@@ -213,6 +213,26 @@ impl Http1 {
     }
 }
 
+/// Exchanges a reused [`Http1`] keeps room for; a longer list is freed rather than kept.
+const REUSED_EXCHANGES: usize = 4;
+
+impl Http1 {
+    /// Empties the parser for another connection, keeping its exchange list when that is
+    /// short; whether it is worth keeping at all.
+    pub(crate) fn reuse(&mut self) -> bool {
+        let mut exchanges = std::mem::take(&mut self.exchanges);
+        exchanges.clear();
+        if exchanges.capacity() > REUSED_EXCHANGES {
+            return false;
+        }
+        *self = Http1 {
+            exchanges,
+            ..Http1::default()
+        };
+        true
+    }
+}
+
 impl Default for Http1 {
     fn default() -> Self {
         Http1 {

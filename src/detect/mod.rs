@@ -91,7 +91,14 @@ pub struct Detector {
     /// look for the ServerHello): kept empty between chunks, and reused so that each chunk
     /// does not allocate its own.
     scratch: Vec<(i64, ProtoKind)>,
+    /// An HTTP/1 parser kept from an earlier connection (see [`StreamHandler::reuse`]), for
+    /// when this one turns out to speak HTTP/1.
+    spare_http1: Option<Box<Http1>>,
 }
+
+/// Protocol events a reused [`Detector`] keeps room for: what an HTTP/1 exchange or a TLS
+/// handshake makes. A longer list is freed rather than kept.
+const REUSED_EVENTS: usize = 8;
 
 impl Default for Detector {
     fn default() -> Self {
@@ -109,6 +116,7 @@ impl Default for Detector {
             server_scanned: 0,
             tls13: false,
             scratch: Vec::new(),
+            spare_http1: None,
         }
     }
 }
@@ -342,7 +350,9 @@ impl Detector {
                 Protocol::Tls => Parser::Tls(Box::new(TlsDirection::new(from == Side::Client))),
                 Protocol::H2 => Parser::H2(Box::new(H2Direction::new(from == Side::Client))),
                 Protocol::Http1 => {
-                    self.http1.get_or_insert_with(Box::default);
+                    let spare = &mut self.spare_http1;
+                    self.http1
+                        .get_or_insert_with(|| spare.take().unwrap_or_default());
                     Parser::Http1
                 }
                 _ => {
@@ -468,6 +478,24 @@ impl StreamHandler for Detector {
         }
     }
 
+    fn reuse(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        if events.capacity() > REUSED_EVENTS {
+            events = Vec::new();
+        }
+        let spare_http1 = self
+            .http1
+            .take()
+            .or_else(|| self.spare_http1.take())
+            .and_then(|mut h| h.reuse().then_some(h));
+        *self = Detector {
+            events,
+            spare_http1,
+            ..Detector::default()
+        };
+    }
+
     fn warm(&self) -> u64 {
         let first = self.events.first().map_or(0, |e| e.ts_ns);
         let last = self.events.last().map_or(0, |e| e.ts_ns);
@@ -535,6 +563,69 @@ mod tests {
             },
         );
         d.plain_http_to_https_port()
+    }
+
+    /// Feeds `chunks` (side, bytes), each side's offsets counted from 0, then both FINs.
+    fn feed(d: &mut Detector, chunks: &[(Side, &[u8])]) {
+        let mut offsets = [0u64; 2];
+        for (i, (side, bytes)) in chunks.iter().enumerate() {
+            let offset = of_mut(&mut offsets, *side);
+            d.chunk(
+                *side,
+                &Chunk::Data {
+                    ts_ns: i as i64,
+                    offset: *offset,
+                    bytes,
+                },
+            );
+            *offset += bytes.len() as u64;
+        }
+        d.fin(Side::Client, 100);
+        d.fin(Side::Server, 101);
+    }
+
+    fn told(d: &Detector) -> (String, bool) {
+        let detected = serde_json::to_string(&d.detected()).unwrap();
+        (detected, d.plain_http_to_https_port())
+    }
+
+    #[test]
+    fn a_reused_detector_tells_the_next_connection_as_a_fresh_one_does() {
+        // Two exchanges, the second request's head split over two chunks, and a 400 with the
+        // text a TLS port answers plain HTTP with: state in every part of the detector.
+        let earlier: &[(Side, &[u8])] = &[
+            (Side::Client, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (Side::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (Side::Client, b"POST /b HTTP/1.1\r\nHost: x\r\nContent-"),
+            (Side::Client, b"Length: 1\r\n\r\nz"),
+            (
+                Side::Server,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 47\r\n\r\nThe plain HTTP request was sent to HTTPS port\r\n",
+            ),
+        ];
+        let next: [&[(Side, &[u8])]; 4] = [
+            &[
+                (Side::Client, b"GET /c HTTP/1.1\r\nHost: y\r\n\r\n"),
+                (Side::Server, b"HTTP/1.1 204 No Content\r\n\r\n"),
+            ],
+            &[(Side::Client, b"GET /d HTTP/1.1\r\nHost: y\r\n\r\n")],
+            &[
+                (Side::Client, PREFACE),
+                (Side::Server, &[0, 0, 0, 4, 0, 0, 0, 0, 0]),
+            ],
+            &[(Side::Client, b"\x00\x01 not a protocol")],
+        ];
+        for next in next {
+            let mut fresh = Detector::default();
+            feed(&mut fresh, next);
+            let mut reused = Detector::default();
+            feed(&mut reused, earlier);
+            assert!(reused.plain_http_to_https_port());
+            reused.reuse();
+            assert!(reused.spare_http1.is_some(), "the HTTP/1 parser is kept");
+            feed(&mut reused, next);
+            assert_eq!(told(&reused), told(&fresh));
+        }
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub trait StreamHandler: Default + Send {
     fn warm(&self) -> u64 {
         0
     }
+    /// Empties the handler for another connection: afterwards it must behave exactly as
+    /// [`Default::default`] does, but it may keep buffers it allocated (small ones), which
+    /// the next connection then fills while they are still cached.
+    fn reuse(&mut self) {
+        *self = Self::default();
+    }
 }
 
 impl StreamHandler for () {
@@ -261,9 +267,57 @@ fn server_opening(b: &[u8]) -> bool {
     b.starts_with(b"HTTP/1.") || (b.len() > 5 && b[0] == 0x16 && b[1] == 3 && b[5] == 2)
 }
 
+/// Timeline events a reused buffer keeps room for; a longer one is freed rather than kept.
+const REUSED_TIMELINE: usize = 16;
+
+/// What a finished connection leaves for a new one: its handler and its timeline's buffer,
+/// emptied. Taken right after the record was read, so they are still cached when the new
+/// connection fills them; fresh allocations would be memory untouched for seconds.
+pub struct Reusable<H> {
+    handler: H,
+    pub(super) events: Vec<(i64, Option<bool>, EventKind)>,
+}
+
+impl<H: StreamHandler> Reusable<H> {
+    /// Empties `record`'s handler and timeline for another connection.
+    pub fn from_record(record: ConnectionRecord<H>) -> Self {
+        let ConnectionRecord {
+            mut handler,
+            mut events,
+            ..
+        } = record;
+        handler.reuse();
+        events.clear();
+        // Turned back in place: a pending event is the size of a finished one.
+        let mut events: Vec<_> = events
+            .into_iter()
+            .map(|e| (e.ts_ns, None, e.kind))
+            .collect();
+        if events.capacity() > REUSED_TIMELINE {
+            events = Vec::new();
+        }
+        Reusable { handler, events }
+    }
+}
+
 impl<H: StreamHandler> Connection<H> {
     /// A connection whose first captured packet is `p`, sent by the `lo` side if `from_lo`.
     pub fn new(key: FlowKey, p: &TcpPacket<'_>, from_lo: bool, frame: u64) -> Self {
+        Self::reusing(key, p, from_lo, frame, None)
+    }
+
+    /// [`Self::new`], filling what a finished connection left, if any.
+    pub fn reusing(
+        key: FlowKey,
+        p: &TcpPacket<'_>,
+        from_lo: bool,
+        frame: u64,
+        parts: Option<Reusable<H>>,
+    ) -> Self {
+        let Reusable { handler, events } = parts.unwrap_or_else(|| Reusable {
+            handler: H::default(),
+            events: Vec::new(),
+        });
         let (client_is_lo, roles) = if p.flags.syn() && !p.flags.ack() {
             (from_lo, RoleBasis::Syn)
         } else if p.flags.syn() {
@@ -282,9 +336,9 @@ impl<H: StreamHandler> Connection<H> {
             last_ns: p.ts_ns,
             established_ns: None,
             closed_ns: None,
-            events: Vec::new(),
+            events,
             events_dropped: 0,
-            handler: H::default(),
+            handler,
         }
     }
 

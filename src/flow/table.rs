@@ -25,7 +25,9 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use hashbrown::HashTable;
 
-use super::connection::{Connection, ConnectionRecord, EndReason, FlowConfig, StreamHandler};
+use super::connection::{
+    Connection, ConnectionRecord, EndReason, FlowConfig, Reusable, StreamHandler,
+};
 use super::key::{Endpoint, FlowKey};
 use crate::decode::TcpPacket;
 
@@ -135,6 +137,11 @@ pub struct FlowTable<H> {
     next_idle_sweep: i64,
     /// Boxes of finished connections, the latest last: reused before allocating.
     spare: Vec<Box<Connection<H>>>,
+    /// Handlers and timelines of finished connections handed back by [`Self::recycle`], the
+    /// latest last: new connections take them before allocating their own.
+    reusable: Vec<Reusable<H>>,
+    /// The input ended: nothing more to reuse.
+    ended: bool,
     /// Connections a new one took over, with their decision moment and end reason, in
     /// decision order: finished a batch at a time (see [`Self::finish_batch`]), before any
     /// later decision is finished. On short connections whose ports come round again within
@@ -156,6 +163,8 @@ impl<H: StreamHandler> FlowTable<H> {
             lingering: Lingering::default(),
             next_idle_sweep: i64::MIN,
             spare: Vec::new(),
+            reusable: Vec::new(),
+            ended: false,
             superseded: Vec::new(),
             counters: TableCounters::default(),
         }
@@ -213,7 +222,7 @@ impl<H: StreamHandler> FlowTable<H> {
         } else if self.live.len() >= self.max_live {
             self.evict(frame);
         }
-        let conn = Connection::new(key, p, from_lo, frame);
+        let conn = Connection::reusing(key, p, from_lo, frame, self.reusable.pop());
         let mut conn = match self.spare.pop() {
             Some(mut spare) => {
                 *spare = conn;
@@ -366,6 +375,14 @@ impl<H: StreamHandler> FlowTable<H> {
         }
     }
 
+    /// Takes back a record handed out by [`Self::take_finished`] once it was read: what it
+    /// allocated serves the next connections (see [`Reusable`]).
+    pub fn recycle(&mut self, record: ConnectionRecord<H>) {
+        if !self.ended && self.reusable.len() < SPARE_BOXES {
+            self.reusable.push(Reusable::from_record(record));
+        }
+    }
+
     /// Whether [`Self::take_finished`] has records to hand out, or enough superseded
     /// connections to finish together: a check cheap enough for every packet. A few
     /// superseded connections may still be waiting when it says no; [`Self::take_finished`]
@@ -408,6 +425,8 @@ impl<H: StreamHandler> FlowTable<H> {
         self.closing = self.live.drain().map(|l| l.conn).collect();
         self.lingering.clear();
         self.spare.clear();
+        self.reusable.clear();
+        self.ended = true;
         // Popped from the end: the first frame last.
         self.closing
             .sort_unstable_by_key(|c| std::cmp::Reverse(c.first_frame()));
@@ -535,14 +554,23 @@ mod tests {
         table.packet(&packet(0, 1001, TcpFlags::ACK | TcpFlags::PSH, b"hello"), 1);
         table.packet(&packet(0, 1001, TcpFlags::RST, &[]), 2);
         table.tick(3 * S, 2);
-        assert_eq!(first_frames(&mut table), [1]);
+        let mut done = Vec::new();
+        table.take_finished(&mut done);
+        let (_, first) = done.pop().unwrap();
+        assert_eq!(first.first_frame, 1);
+        assert!(!first.events.is_empty());
+        let room = first.events.capacity();
+        table.recycle(first);
         assert_eq!(
             table.spare.len(),
             1,
             "the finished connection's box is kept"
         );
+        assert_eq!(table.reusable.len(), 1, "and its timeline, handed back");
+        assert_eq!(table.reusable[0].events.capacity(), room);
         table.packet(&packet(3 * S, 1002, TcpFlags::ACK, &[]), 3);
-        assert!(table.spare.is_empty(), "and reused");
+        assert!(table.spare.is_empty(), "both reused");
+        assert!(table.reusable.is_empty());
         table.finish(3 * S);
         let mut done = Vec::new();
         table.take_finished(&mut done);
