@@ -198,7 +198,11 @@ impl<H: StreamHandler> FlowTable<H> {
         from_lo: bool,
         frame: u64,
     ) {
-        if let Ok(mut entry) = self.live.find_entry(hash, |l| l.conn.key() == key) {
+        // The whole hash first: the key is in the connection's box, a cache miss away for
+        // the entries whose few hash bits the table matched by chance (about one in eight
+        // lookups of a new connection's key on a busy table).
+        let same = |l: &Live<H>| l.hash == hash && l.conn.key() == key;
+        if let Ok(mut entry) = self.live.find_entry(hash, same) {
             let live = entry.get_mut();
             if !live.conn.is_superseded_by(p, from_lo, &self.cfg) {
                 let was_open = live.conn.closed_ns().is_none();
