@@ -128,6 +128,13 @@ fn flows() {
     insta::assert_snapshot!("flows_table", subcommand("flows", &["samples/flows"]));
 }
 
+/// The text of every protocol the detectors tell (TLS, HTTP/2, alerts, GOAWAY, RST_STREAM,
+/// bytes of no known protocol), which samples/flows does not carry.
+#[test]
+fn flows_scenarios() {
+    insta::assert_snapshot!("flows_table_scenarios", subcommand("flows", &[SCENARIOS]));
+}
+
 #[test]
 fn flows_ndjson() {
     insta::assert_snapshot!(
