@@ -2,57 +2,69 @@
 //! and close, to check the connection engine against tshark's conversation table and
 //! Wireshark's view.
 
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use crate::detect::{Detected, Detector, ProtoKind, Protocol};
-use crate::flow::{ConnectionRecord, EndReason, EventKind, HalfRecord, RoleBasis, Side};
+use crate::flow::{ConnectionRecord, EndReason, EventKind, RoleBasis, Side};
 use crate::pipeline::InputSummary;
 use crate::timefmt::rfc3339_ns;
 
-fn ms(ns: i64) -> String {
-    let ms = ns as f64 / 1e6;
-    if ms.abs() >= 1000.0 {
-        format!("{:.3}s", ms / 1000.0)
-    } else {
-        format!("{ms:.3}ms")
+/// A duration in milliseconds, or in seconds from a second up. Written where it is used:
+/// a connection's text is written straight to the output, without a `String` per part.
+struct Ms(i64);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0 as f64 / 1e6;
+        if ms.abs() >= 1000.0 {
+            write!(f, "{:.3}s", ms / 1000.0)
+        } else {
+            write!(f, "{ms:.3}ms")
+        }
     }
 }
 
-fn handshake_text<H>(c: &ConnectionRecord<H>) -> String {
+fn write_handshake<H>(out: &mut dyn Write, c: &ConnectionRecord<H>) -> io::Result<()> {
     let h = &c.handshake;
     match (h.syn_ns, h.syn_ack_ns) {
         (Some(syn), Some(synack)) => {
-            let mut s = format!("SYN-ACK after {}", ms(synack - syn));
+            write!(out, "SYN-ACK after {}", Ms(synack - syn))?;
             if h.syn_retransmissions > 0 {
-                s.push_str(&format!(", SYN sent {}x", h.syn_retransmissions + 1));
+                write!(out, ", SYN sent {}x", h.syn_retransmissions + 1)?;
             }
-            s
+            Ok(())
         }
-        (Some(_), None) => format!("SYN sent {}x, no SYN-ACK", h.syn_retransmissions + 1),
-        (None, Some(_)) => "SYN not captured".into(),
-        (None, None) => "started before the capture".into(),
+        (Some(_), None) => write!(out, "SYN sent {}x, no SYN-ACK", h.syn_retransmissions + 1),
+        (None, Some(_)) => write!(out, "SYN not captured"),
+        (None, None) => write!(out, "started before the capture"),
     }
 }
 
 /// Who closed first, how, and when relative to the connection's start.
-fn close_text<H>(c: &ConnectionRecord<H>) -> String {
-    let mut closes: Vec<(i64, &str, &str)> = Vec::new();
+fn write_close<H>(out: &mut dyn Write, c: &ConnectionRecord<H>) -> io::Result<()> {
+    let mut closes = [(0i64, "", ""); 4];
+    let mut n = 0;
     for (side, h) in [("client", &c.client_sent), ("server", &c.server_sent)] {
-        if let Some(t) = h.fin_ns {
-            closes.push((t, side, "FIN"));
-        }
-        if let Some(t) = h.rst_ns {
-            closes.push((t, side, "RST"));
+        for (at, how) in [(h.fin_ns, "FIN"), (h.rst_ns, "RST")] {
+            if let (Some(t), Some(slot)) = (at, closes.get_mut(n)) {
+                *slot = (t, side, how);
+                n += 1;
+            }
         }
     }
+    let closes = closes.get_mut(..n).unwrap_or_default();
+    if closes.is_empty() {
+        return write!(out, "no FIN or RST");
+    }
     closes.sort();
-    closes
-        .iter()
-        .map(|(t, side, how)| format!("{side} {how} +{}", ms(t - c.start_ns)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    for (i, (t, side, how)) in closes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        write!(out, "{sep}{side} {how} +{}", Ms(t - c.start_ns))?;
+    }
+    Ok(())
 }
 
 fn end_text(e: EndReason) -> &'static str {
@@ -66,32 +78,42 @@ fn end_text(e: EndReason) -> &'static str {
     }
 }
 
+/// What is unusual about the connection, `; `-separated; empty (and not allocated) when
+/// nothing is.
 fn notes<H>(c: &ConnectionRecord<H>) -> String {
-    let mut n = Vec::new();
+    let mut n = String::new();
+    let mut note = |args: fmt::Arguments<'_>| {
+        let sep = if n.is_empty() { "" } else { "; " };
+        // Writing to a String cannot fail.
+        let _ = write!(n, "{sep}{args}");
+    };
     match c.roles {
-        RoleBasis::Payload => n.push("roles inferred from the first bytes".to_string()),
-        RoleBasis::Ports => n.push("roles inferred from the ports".to_string()),
+        RoleBasis::Payload => note(format_args!("roles inferred from the first bytes")),
+        RoleBasis::Ports => note(format_args!("roles inferred from the ports")),
         _ => {}
     }
     for (side, h) in [("client", &c.client_sent), ("server", &c.server_sent)] {
         let k = &h.counters;
         if k.gap_bytes > 0 {
-            n.push(format!(
+            note(format_args!(
                 "{side} stream: {} bytes missing in {} gaps",
                 k.gap_bytes, k.gaps
             ));
         }
         if k.retransmissions > 0 {
-            n.push(format!("{side}: {} retransmissions", k.retransmissions));
+            note(format_args!(
+                "{side}: {} retransmissions",
+                k.retransmissions
+            ));
         }
         if k.differing_retransmissions > 0 {
-            n.push(format!(
+            note(format_args!(
                 "{side}: {} retransmissions with different bytes",
                 k.differing_retransmissions
             ));
         }
         if k.buffer_cap_hits > 0 {
-            n.push(format!(
+            note(format_args!(
                 "{side}: out-of-order buffer cap reached {}x",
                 k.buffer_cap_hits
             ));
@@ -110,7 +132,7 @@ fn notes<H>(c: &ConnectionRecord<H>) -> String {
             } else {
                 "server"
             };
-            n.push(format!(
+            note(format_args!(
                 "{side} RST has TTL {ttl}, its other packets {u}: probably a middlebox"
             ));
         }
@@ -119,21 +141,17 @@ fn notes<H>(c: &ConnectionRecord<H>) -> String {
             ..
         } = e.kind
         {
-            n.push("RST outside the window".to_string());
+            note(format_args!("RST outside the window"));
         }
     }
-    n.join("; ")
-}
-
-fn pair(h1: &HalfRecord, h2: &HalfRecord, f: impl Fn(&HalfRecord) -> u64) -> String {
-    format!("{}/{}", f(h1), f(h2))
+    n
 }
 
 /// Time of day of a capture timestamp, UTC, to the microsecond: what people match against
 /// proxy logs.
-fn time_of_day(ts_ns: i64) -> String {
+fn write_time_of_day(out: &mut dyn Write, ts_ns: i64) -> io::Result<()> {
     let t = rfc3339_ns(ts_ns);
-    t.get(11..26).unwrap_or(&t).to_string()
+    write!(out, "{}", t.get(11..26).unwrap_or(&t))
 }
 
 fn protocol_name(p: Protocol) -> &'static str {
@@ -146,24 +164,29 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-fn tls_version(v: u16) -> String {
-    match v {
-        0x0304 => "1.3".into(),
-        0x0303 => "1.2".into(),
-        0x0302 => "1.1".into(),
-        0x0301 => "1.0".into(),
-        v => format!("0x{v:04x}"),
+struct TlsVersion(u16);
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0x0304 => write!(f, "1.3"),
+            0x0303 => write!(f, "1.2"),
+            0x0302 => write!(f, "1.1"),
+            0x0301 => write!(f, "1.0"),
+            v => write!(f, "0x{v:04x}"),
+        }
     }
 }
 
-/// What the detectors found, in a few words.
-fn protocol_text(d: &Detector) -> String {
+/// What the detectors found, in a few words, `; `-separated.
+fn write_protocols(out: &mut dyn Write, d: &Detector) -> io::Result<()> {
     let [c, s] = d.protocols();
-    let mut parts = vec![format!(
+    write!(
+        out,
         "client spoke {}, server {}",
         protocol_name(c),
         protocol_name(s)
-    )];
+    )?;
     for e in &d.events {
         let who = if e.from == Side::Client {
             "client"
@@ -171,85 +194,76 @@ fn protocol_text(d: &Detector) -> String {
             "server"
         };
         match &e.kind {
-            ProtoKind::TlsClientHello { sni, alpn, .. } => parts.push(format!(
-                "ClientHello{}{}",
-                sni.as_ref()
-                    .map(|s| format!(" SNI {s}"))
-                    .unwrap_or_default(),
-                if alpn.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ALPN [{}]", alpn.join(", "))
+            ProtoKind::TlsClientHello { sni, alpn, .. } => {
+                write!(out, "; ClientHello")?;
+                if let Some(sni) = sni {
+                    write!(out, " SNI {sni}")?;
                 }
-            )),
+                if !alpn.is_empty() {
+                    write!(out, " ALPN [{}]", alpn.join(", "))?;
+                }
+            }
             ProtoKind::TlsServerHello {
                 version,
                 alpn,
                 hello_retry_request,
                 ..
-            } => parts.push(format!(
-                "{} TLS {}{}",
-                if *hello_retry_request {
+            } => {
+                let hello = if *hello_retry_request {
                     "HelloRetryRequest"
                 } else {
                     "ServerHello"
-                },
-                tls_version(*version),
-                alpn.as_ref()
-                    .map(|a| format!(" ALPN {a}"))
-                    .unwrap_or_default()
-            )),
+                };
+                write!(out, "; {hello} TLS {}", TlsVersion(*version))?;
+                if let Some(alpn) = alpn {
+                    write!(out, " ALPN {alpn}")?;
+                }
+            }
             ProtoKind::TlsAlert {
                 description: Some(d),
                 ..
-            } => parts.push(format!("{who} TLS alert {d}")),
+            } => write!(out, "; {who} TLS alert {d}")?,
             ProtoKind::TlsAlert {
                 encrypted: true,
                 record_len,
                 ..
-            } => parts.push(format!("{who} encrypted alert ({record_len} bytes)")),
+            } => write!(out, "; {who} encrypted alert ({record_len} bytes)")?,
             ProtoKind::H2RstStream {
                 stream_id,
                 error_code,
-            } => parts.push(format!("{who} RST_STREAM {stream_id} code {error_code}")),
+            } => write!(out, "; {who} RST_STREAM {stream_id} code {error_code}")?,
             ProtoKind::H2GoAway {
                 last_stream_id,
                 error_code,
                 ..
-            } => parts.push(format!(
-                "{who} GOAWAY last {last_stream_id} code {error_code}"
-            )),
-            ProtoKind::H2ProtocolError { detail } => parts.push(format!("{who} HTTP/2: {detail}")),
+            } => write!(
+                out,
+                "; {who} GOAWAY last {last_stream_id} code {error_code}"
+            )?,
+            ProtoKind::H2ProtocolError { detail } => write!(out, "; {who} HTTP/2: {detail}")?,
             ProtoKind::HttpInvalid { first_bytes } => {
-                parts.push(format!("{who} sent no valid HTTP/1: '{first_bytes}'"))
+                write!(out, "; {who} sent no valid HTTP/1: '{first_bytes}'")?
             }
-            ProtoKind::Unrecognized { first_bytes } => {
-                parts.push(format!("{who} sent '{first_bytes}'"))
-            }
+            ProtoKind::Unrecognized { first_bytes } => write!(out, "; {who} sent '{first_bytes}'")?,
             _ => {}
         }
     }
     let x = d.exchanges();
     if !x.is_empty() {
-        let shown: Vec<String> = x
-            .iter()
-            .take(4)
-            .map(|x| {
-                format!(
-                    "{} {} -> {}",
-                    x.method.as_deref().unwrap_or("?"),
-                    x.target.as_deref().unwrap_or("?"),
-                    x.status
-                        .map_or("no response".to_string(), |s| s.to_string())
-                )
-            })
-            .collect();
-        parts.push(format!(
-            "{} requests: {}{}",
-            x.len(),
-            shown.join(", "),
-            if x.len() > 4 { ", ..." } else { "" }
-        ));
+        write!(out, "; {} requests: ", x.len())?;
+        for (i, x) in x.iter().take(4).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let method = x.method.as_deref().unwrap_or("?");
+            let target = x.target.as_deref().unwrap_or("?");
+            write!(out, "{sep}{method} {target} -> ")?;
+            match x.status {
+                Some(status) => write!(out, "{status}")?,
+                None => write!(out, "no response")?,
+            }
+        }
+        if x.len() > 4 {
+            write!(out, ", ...")?;
+        }
     }
     let h2_headers = d
         .events
@@ -257,43 +271,35 @@ fn protocol_text(d: &Detector) -> String {
         .filter(|e| matches!(e.kind, ProtoKind::H2Headers { .. }))
         .count();
     if h2_headers > 0 {
-        parts.push(format!("{h2_headers} HTTP/2 header blocks"));
+        write!(out, "; {h2_headers} HTTP/2 header blocks")?;
     }
-    parts.join("; ")
+    Ok(())
 }
 
 /// One connection, as text.
 pub fn write_text(out: &mut dyn Write, c: &ConnectionRecord<Detector>) -> io::Result<()> {
+    write!(out, "  #{:<7} ", c.first_frame)?;
+    write_time_of_day(out, c.start_ns)?;
+    writeln!(out, "  {} -> {}", c.client, c.server)?;
+    let (cs, sc) = (&c.client_sent, &c.server_sent);
     writeln!(
         out,
-        "  #{:<7} {}  {} -> {}",
-        c.first_frame,
-        time_of_day(c.start_ns),
-        c.client,
-        c.server
+        "      packets c>s/s>c {}/{}  bytes {}/{}  duration {}",
+        cs.packets,
+        sc.packets,
+        cs.stream_bytes,
+        sc.stream_bytes,
+        Ms(c.end_ns - c.start_ns)
     )?;
-    writeln!(
-        out,
-        "      packets c>s/s>c {}  bytes {}  duration {}",
-        pair(&c.client_sent, &c.server_sent, |h| h.packets),
-        pair(&c.client_sent, &c.server_sent, |h| h.stream_bytes),
-        ms(c.end_ns - c.start_ns)
-    )?;
-    let close = close_text(c);
-    let close = if close.is_empty() {
-        "no FIN or RST".to_string()
-    } else {
-        close
-    };
-    writeln!(
-        out,
-        "      {}; {}; {}",
-        handshake_text(c),
-        close,
-        end_text(c.end)
-    )?;
+    write!(out, "      ")?;
+    write_handshake(out, c)?;
+    write!(out, "; ")?;
+    write_close(out, c)?;
+    writeln!(out, "; {}", end_text(c.end))?;
     if c.handler.protocols() != [Protocol::None; 2] {
-        writeln!(out, "      {}", protocol_text(&c.handler))?;
+        write!(out, "      ")?;
+        write_protocols(out, &c.handler)?;
+        writeln!(out)?;
     }
     let n = notes(c);
     if !n.is_empty() {
