@@ -507,6 +507,7 @@ fn collect<T>(
             counters.evicted += c.evicted;
             counters.idle_timeouts += c.idle_timeouts;
             counters.peak_live += c.peak_live;
+            counters.trailing += c.trailing;
         }
         let safe = progress.iter().copied().min().unwrap_or((0, 0));
         hand_on(&mut pending, safe, sink);

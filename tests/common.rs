@@ -100,6 +100,17 @@ pub fn flows_of(path: &Path) -> Vec<rstscope::flow::ConnectionRecord<()>> {
 }
 
 pub fn flows_with(path: &Path, shards: usize) -> Vec<rstscope::flow::ConnectionRecord<()>> {
+    flows_and_summary(path, shards).0
+}
+
+/// The connections of `path`, in first-frame order, and what the engine counted besides.
+pub fn flows_and_summary(
+    path: &Path,
+    shards: usize,
+) -> (
+    Vec<rstscope::flow::ConnectionRecord<()>>,
+    rstscope::pipeline::InputSummary,
+) {
     let input = rstscope::capture::Input {
         display: path.display().to_string(),
         source: rstscope::capture::InputSource::File(path.to_path_buf()),
@@ -117,7 +128,7 @@ pub fn flows_with(path: &Path, shards: usize) -> Vec<rstscope::flow::ConnectionR
         summary.stats.errors
     );
     records.sort_by_key(|r| r.first_frame);
-    records
+    (records, summary)
 }
 
 /// Rows of a tab-separated file with a header, as column-name lookups.

@@ -360,6 +360,23 @@ impl<H: StreamHandler> Connection<H> {
         self.closed_ns
     }
 
+    /// Whether the connection is over: both sides sent a FIN that the other acknowledged,
+    /// every byte before them was delivered, and no side sent a RST. Nothing that can still
+    /// arrive on it reaches the handler (see [`Reassembler::ended`]), so its record can be
+    /// made at once.
+    pub fn is_over(&self) -> bool {
+        self.closed_ns.is_some()
+            && self
+                .halves
+                .iter()
+                .all(|h| h.rst_ns.is_none() && h.stream.as_ref().is_some_and(|s| s.ended()))
+    }
+
+    /// The initial sequence number each end sent in its SYN (`key.lo`'s first).
+    pub fn isns(&self) -> [Option<u32>; 2] {
+        [self.halves[0].isn, self.halves[1].isn]
+    }
+
     /// Whether `p` opens a new connection on this 5-tuple rather than belonging to this one:
     /// a SYN (or SYN-ACK) with another initial sequence number, or any packet after this
     /// connection closed and lingered out or idled out.

@@ -120,6 +120,8 @@ pub struct Reassembler {
     pending_bytes: usize,
     cap: usize,
     fin: Option<u64>,
+    /// The peer acknowledged the FIN.
+    fin_acked: bool,
     recent: [Recent; RECENT],
     recent_at: usize,
     pub counters: StreamCounters,
@@ -136,6 +138,7 @@ impl Reassembler {
             pending_bytes: 0,
             cap,
             fin: None,
+            fin_acked: false,
             recent: [Recent::default(); RECENT],
             recent_at: 0,
             counters: StreamCounters::default(),
@@ -160,6 +163,13 @@ impl Reassembler {
     /// The offset of the FIN, once seen.
     pub fn fin_offset(&self) -> Option<u64> {
         self.fin
+    }
+
+    /// Whether the stream is over: its FIN was seen and acknowledged, and every byte before
+    /// it delivered. A later segment of it can only be a retransmission or lie past the FIN;
+    /// neither reaches the handler.
+    pub fn ended(&self) -> bool {
+        self.fin_acked && self.fin == Some(self.next) && self.pending.is_empty()
     }
 
     /// Takes a segment: `captured` holds the payload bytes the capture kept of the `wire_len`
@@ -246,6 +256,8 @@ impl Reassembler {
     pub fn ack(&mut self, ts_ns: i64, ack: u32, sink: &mut impl FnMut(Chunk<'_>)) {
         let mut acked = self.map.offset(ack);
         if let Some(fin) = self.fin {
+            // The FIN takes the sequence number after the last byte.
+            self.fin_acked |= acked == fin as i64 + 1;
             acked = acked.min(fin as i64);
         }
         let next = self.next as i64;
@@ -492,6 +504,36 @@ mod tests {
         }
         assert!(r.counters.buffer_cap_hits > 0);
         assert!(r.pending.len() <= 1000 / PIECE_COST);
+    }
+
+    #[test]
+    fn a_stream_ends_when_its_fin_is_acknowledged_with_nothing_missing() {
+        let mut sink = |_: Chunk<'_>| {};
+        let mut r = Reassembler::new(0, 1 << 20);
+        r.segment(0, 0, b"abc", 3, &mut sink);
+        r.fin(3);
+        assert!(!r.ended());
+        // Acknowledging the bytes but not the FIN.
+        r.ack(0, 3, &mut sink);
+        assert!(!r.ended());
+        r.ack(0, 4, &mut sink);
+        assert!(r.ended());
+
+        // A byte never captured: the FIN's acknowledgment makes it a gap, and then it ends.
+        let mut r = Reassembler::new(0, 1 << 20);
+        r.segment(0, 1, b"bc", 2, &mut sink);
+        r.fin(3);
+        r.ack(0, 1, &mut sink);
+        assert!(!r.ended());
+        r.ack(0, 4, &mut sink);
+        assert!(r.ended());
+        assert_eq!(r.counters.gaps, 1);
+
+        // An acknowledgment beyond the FIN acknowledges no FIN of this stream.
+        let mut r = Reassembler::new(0, 1 << 20);
+        r.fin(0);
+        r.ack(0, 5, &mut sink);
+        assert!(!r.ended());
     }
 
     #[test]

@@ -1,24 +1,30 @@
 //! The live connections of one shard, and their lifecycle in capture time.
 //!
-//! A connection is finalized (its record made, its memory freed) when it closed and the
-//! linger passed, when it idled longer than the idle timeout, when a new connection takes
+//! A connection is finalized (its record made, its memory freed) at the packet that made it
+//! over (both FINs acknowledged, see [`Connection::is_over`]), when it closed otherwise and
+//! the linger passed, when it idled longer than the idle timeout, when a new connection takes
 //! over its 5-tuple, when the live-connection cap needs room (least recently active first),
 //! or at the end of the input.
 //!
-//! Each record carries the moment it was decided, `frame << 1` for the packet that superseded
-//! or evicted it, `frame << 1 | 1` for the tick after `frame` (sent by the reader to every
-//! shard at the same frames, every hundredth of a second of capture time) whose sweep found
-//! it expired, `u64::MAX` at the end. Records leave the table in (moment, first frame)
-//! order, which no number of shards changes.
+//! Each record carries the moment it was decided, `frame << 1` for the packet that made it
+//! over, superseded or evicted it, `frame << 1 | 1` for the tick after `frame` (sent by the
+//! reader to every shard at the same frames, every hundredth of a second of capture time)
+//! whose sweep found it expired, `u64::MAX` at the end. Records leave the table in (moment,
+//! first frame) order, which no number of shards changes.
+//!
+//! A connection that is over leaves only a tombstone for the linger (its key, ISNs and
+//! times), which tells its trailing segments, counted and dropped, from a new connection on
+//! the same ports. On short connections nearly all of them end so. Finished at once, their
+//! memory is reused by the next connections while it is cached; kept whole for the linger,
+//! they made most of the live memory, and finishing each one after 2 s was a round of cache
+//! misses (a third of the time on a capture of short connections).
 //!
 //! Sweeps are frequent and touch only what expires: closed connections wait in a queue
 //! ordered by their close, and the idle check reads activity times kept in the table's own
-//! entries, once a second. On short connections almost every live connection is a closed
-//! one lingering; finishing them a few at a time, and reusing their boxes at once for new
-//! connections, keeps that memory in the cache. Sweeping a whole second's worth at once
-//! made every new connection and every finished one a round of cache misses. For the same
-//! reason a connection taken over by a new one on its ports is finished with the next few
-//! dozen such, not at once: its memory, untouched since it closed, is warmed with theirs.
+//! entries, once a second. Finishing lingering connections a few at a time, and reusing their
+//! boxes at once for new connections, keeps that memory in the cache. For the same reason a
+//! connection taken over by a new one on its ports is finished with the next few dozen such,
+//! not at once: its memory, untouched since it closed, is warmed with theirs.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -37,6 +43,9 @@ pub struct TableCounters {
     pub evicted: u64,
     pub idle_timeouts: u64,
     pub peak_live: u64,
+    /// Segments that arrived on a connection already over (see [`Connection::is_over`])
+    /// within its linger: retransmissions, duplicates, strays. They belong to no record.
+    pub trailing: u64,
 }
 
 /// A live connection with its key's hash and its latest activity (for the idle sweep and
@@ -47,6 +56,31 @@ struct Live<H> {
     last_ns: i64,
     first_frame: u64,
     conn: Box<Connection<H>>,
+}
+
+/// What is left of a connection that was over and finished at once, for its linger: enough
+/// to tell its trailing segments from a new connection's on the same ports.
+struct Tombstone {
+    hash: u64,
+    key: FlowKey,
+    first_frame: u64,
+    closed_ns: i64,
+    last_ns: i64,
+    /// The ISN each end sent in its SYN, `key.lo`'s first.
+    isns: [Option<u32>; 2],
+}
+
+impl Tombstone {
+    /// [`Connection::is_superseded_by`] for the connection that was: a SYN with another ISN
+    /// opens a new connection (a SYN-ACK too, as this one is closed), and so does any
+    /// segment once the linger or the idle timeout passed.
+    fn is_superseded_by(&self, p: &TcpPacket<'_>, from_lo: bool, cfg: &FlowConfig) -> bool {
+        let isn = self.isns[usize::from(!from_lo)];
+        if p.flags.syn() && !p.flags.rst() && isn != Some(p.seq) {
+            return true;
+        }
+        p.ts_ns - self.closed_ns > cfg.linger_ns || p.ts_ns - self.last_ns > cfg.idle_timeout_ns
+    }
 }
 
 /// How often, in capture time, the idle sweep reads every live connection's activity time.
@@ -147,6 +181,10 @@ pub struct FlowTable<H> {
     /// later decision is finished. On short connections whose ports come round again within
     /// the linger, nearly half of all connections end this way.
     superseded: Vec<(u64, Option<EndReason>, Box<Connection<H>>)>,
+    /// Connections that were over and were finished at once, remembered for their linger.
+    tombstones: HashTable<Tombstone>,
+    /// (close time, key hash, first frame) of the tombstones, oldest first.
+    tombstone_order: VecDeque<Closed>,
     pub counters: TableCounters,
 }
 
@@ -166,6 +204,8 @@ impl<H: StreamHandler> FlowTable<H> {
             reusable: Vec::new(),
             ended: false,
             superseded: Vec::new(),
+            tombstones: HashTable::new(),
+            tombstone_order: VecDeque::new(),
             counters: TableCounters::default(),
         }
     }
@@ -211,6 +251,10 @@ impl<H: StreamHandler> FlowTable<H> {
                 if was_open {
                     Self::note_close(&mut self.lingering, &live.conn, hash);
                 }
+                if live.conn.closed_ns().is_some() && live.conn.is_over() {
+                    let (over, _) = entry.remove();
+                    self.finish_over(over, frame);
+                }
                 return;
             }
             let (old, _) = entry.remove();
@@ -223,8 +267,17 @@ impl<H: StreamHandler> FlowTable<H> {
                 Some(EndReason::Superseded)
             };
             self.superseded.push((frame << 1, reason, old.conn));
-        } else if self.live.len() >= self.max_live {
-            self.evict(frame);
+        } else {
+            if let Ok(entry) = self.tombstones.find_entry(hash, |t| t.key == key) {
+                if !entry.get().is_superseded_by(p, from_lo, &self.cfg) {
+                    self.counters.trailing += 1;
+                    return;
+                }
+                entry.remove();
+            }
+            if self.live.len() >= self.max_live {
+                self.evict(frame);
+            }
         }
         let conn = Connection::reusing(key, p, from_lo, frame, self.reusable.pop());
         let mut conn = match self.spare.pop() {
@@ -246,6 +299,45 @@ impl<H: StreamHandler> FlowTable<H> {
         self.counters.peak_live = self.counters.peak_live.max(self.live.len() as u64);
         if self.lingering.len() > 2 * self.max_live + 1024 {
             self.forget_gone();
+        }
+    }
+
+    /// Finishes a connection that is over (see [`Connection::is_over`]) at the packet that
+    /// made it so, `frame`, while its memory is still cached, and keeps a tombstone of it
+    /// for its linger. Lingering out seconds later instead would find its memory cold, and
+    /// on short connections nearly all live memory would be such lingering connections.
+    fn finish_over(&mut self, over: Live<H>, frame: u64) {
+        // Records leave in decision order: the superseded ones were decided earlier.
+        self.finish_superseded();
+        let conn = &over.conn;
+        let closed_ns = conn.closed_ns().unwrap_or(over.last_ns);
+        let tombstone = Tombstone {
+            hash: over.hash,
+            key: conn.key(),
+            first_frame: over.first_frame,
+            closed_ns,
+            last_ns: over.last_ns,
+            isns: conn.isns(),
+        };
+        self.tombstones
+            .insert_unique(over.hash, tombstone, |t| t.hash);
+        self.tombstone_order
+            .push_back((closed_ns, over.hash, over.first_frame));
+        // Tombstones only keep trailing segments out of new records: beyond the cap, the
+        // oldest go.
+        while self.tombstones.len() > self.max_live {
+            self.forget_oldest_tombstone();
+        }
+        self.finish_one(frame << 1, over.conn, None);
+    }
+
+    fn forget_oldest_tombstone(&mut self) {
+        if let Some((_, hash, first_frame)) = self.tombstone_order.pop_front()
+            && let Ok(entry) = self
+                .tombstones
+                .find_entry(hash, |t| t.first_frame == first_frame)
+        {
+            entry.remove();
         }
     }
 
@@ -279,6 +371,16 @@ impl<H: StreamHandler> FlowTable<H> {
     pub fn tick(&mut self, now_ns: i64, frame: u64) {
         let now = now_ns;
         let cfg = self.cfg;
+        // Tombstones were stamped in the order their connections ended, which is nearly
+        // the order they closed: one that closed earlier than the one before it goes a
+        // little late, which only matters for memory.
+        while self
+            .tombstone_order
+            .front()
+            .is_some_and(|&(closed_ns, ..)| now - closed_ns > cfg.linger_ns)
+        {
+            self.forget_oldest_tombstone();
+        }
         let mut expired: Vec<Box<Connection<H>>> = Vec::new();
         while let Some((closed_ns, first_frame, hash)) = self.lingering.first() {
             if now - closed_ns <= cfg.linger_ns {
@@ -433,6 +535,8 @@ impl<H: StreamHandler> FlowTable<H> {
         self.end_ns = end_ns;
         self.closing = self.live.drain().map(|l| l.conn).collect();
         self.lingering.clear();
+        self.tombstones.clear();
+        self.tombstone_order.clear();
         self.spare.clear();
         self.reusable.clear();
         self.ended = true;
@@ -555,6 +659,66 @@ mod tests {
         assert_eq!(decided, [(3 << 1, 1), (5 << 1, 3)]);
         assert_eq!(done[0].1.end, EndReason::Reset);
         assert_eq!(done[1].1.end, EndReason::Evicted);
+    }
+
+    /// A segment of the connection 127.0.0.1:1001 -> 127.0.0.1:80, from the client or the
+    /// server.
+    fn segment(ts_ns: i64, from_client: bool, flags: u8, seq: u32, ack: u32) -> TcpPacket<'static> {
+        let mut p = packet(ts_ns, 1001, flags, &[]);
+        if !from_client {
+            (p.src_port, p.dst_port) = (80, 1001);
+        }
+        (p.seq, p.ack) = (seq, ack);
+        p
+    }
+
+    #[test]
+    fn a_connection_is_finished_once_over_and_its_trailing_segments_join_nothing() {
+        const A: u8 = TcpFlags::ACK;
+        let mut table = FlowTable::<()>::new(FlowConfig::default(), 16);
+        let handshake_and_fins = [
+            segment(0, true, TcpFlags::SYN, 100, 0),
+            segment(1, false, TcpFlags::SYN | A, 500, 101),
+            segment(2, true, A, 101, 501),
+            segment(3, true, TcpFlags::FIN | A, 101, 501),
+            segment(4, false, TcpFlags::FIN | A, 501, 102),
+        ];
+        for (i, p) in handshake_and_fins.iter().enumerate() {
+            table.packet(p, i as u64 + 1);
+        }
+        // Both FINs seen, the server's not yet acknowledged: still live.
+        assert!(!table.has_finished());
+        assert_eq!(table.live(), 1);
+        table.packet(&segment(5, true, A, 102, 502), 6);
+        // Over: finished at that packet, without a sweep.
+        assert_eq!(table.live(), 0);
+        let mut done = Vec::new();
+        table.take_finished(&mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, 6 << 1);
+        let r = &done[0].1;
+        assert_eq!((r.end, r.end_ns), (EndReason::Closed, 5));
+        assert_eq!(r.client_sent.packets + r.server_sent.packets, 6);
+        // A duplicate of the last acknowledgment and a late RST: trailing, no new connection.
+        table.packet(&segment(6, true, A, 102, 502), 7);
+        table.packet(&segment(7, false, TcpFlags::RST, 502, 0), 8);
+        assert_eq!(table.counters.trailing, 2);
+        assert_eq!(table.live(), 0);
+        // A SYN with a new ISN on the same ports opens the next connection.
+        table.packet(&segment(S, true, TcpFlags::SYN, 9000, 0), 9);
+        assert_eq!(table.live(), 1);
+        // As does any segment once the linger passed: the tombstone is gone by then.
+        table.finish(S);
+        table.take_finished(&mut done);
+        table = FlowTable::<()>::new(FlowConfig::default(), 16);
+        for (i, p) in handshake_and_fins.iter().enumerate() {
+            table.packet(p, i as u64 + 1);
+        }
+        table.packet(&segment(5, true, A, 102, 502), 6);
+        table.tick(3 * S, 6);
+        assert!(table.tombstones.is_empty());
+        table.packet(&segment(3 * S, true, A, 102, 502), 7);
+        assert_eq!((table.live(), table.counters.trailing), (1, 0));
     }
 
     #[test]

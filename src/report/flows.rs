@@ -322,6 +322,13 @@ pub fn write_text_footer(
             s.table.evicted
         )?;
     }
+    if s.table.trailing > 0 {
+        write!(
+            out,
+            "; {} segments came after their connection had ended (both FINs acknowledged) and count in none",
+            s.table.trailing
+        )?;
+    }
     writeln!(out, "\n")
 }
 
