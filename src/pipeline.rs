@@ -394,7 +394,23 @@ fn worker<H: StreamHandler, T>(
 ) {
     let mut table = FlowTable::<H>::new(cfg, max_live);
     let mut finished = Vec::new();
+    // Prepared records not yet sent.
+    let mut records: Vec<((u64, u64), T)> = Vec::new();
     let mut quiet_batches = 0;
+    // Prepares the records finished so far and gives their buffers back to the table.
+    let prepare_finished = |table: &mut FlowTable<H>,
+                            finished: &mut Vec<(u64, ConnectionRecord<H>)>,
+                            records: &mut Vec<((u64, u64), T)>| {
+        table.take_finished(finished);
+        for (decision, r) in finished.drain(..) {
+            let key = (decision, r.first_frame);
+            let (prepared, spent) = prepare(r);
+            if let Some(r) = spent {
+                table.recycle(r);
+            }
+            records.push((key, prepared));
+        }
+    };
     let send = |records: Vec<((u64, u64), T)>, progress, counters| {
         out_tx
             .send(FromWorker {
@@ -421,6 +437,11 @@ fn worker<H: StreamHandler, T>(
                         meta.from_lo,
                         meta.frame,
                     );
+                    // A connection that ended at this packet is prepared while its memory
+                    // is cached, and its buffers serve the next new connection.
+                    if table.has_finished() {
+                        prepare_finished(&mut table, &mut finished, &mut records);
+                    }
                 }
                 for &(_, now_ns, frame) in ticks {
                     table.tick(now_ns, frame);
@@ -461,8 +482,8 @@ fn worker<H: StreamHandler, T>(
         };
         // Unconditionally: superseded connections still waiting to be finished are decided
         // before the progress this message reports.
-        table.take_finished(&mut finished);
-        if finished.is_empty() && !tick && quiet_batches < QUIET_BATCHES {
+        prepare_finished(&mut table, &mut finished, &mut records);
+        if records.is_empty() && !tick && quiet_batches < QUIET_BATCHES {
             // Nothing to hand on: the collector is not woken after every batch, but it
             // still learns this worker's progress often enough that the other workers'
             // records do not pile up waiting for it.
@@ -470,16 +491,7 @@ fn worker<H: StreamHandler, T>(
             continue;
         }
         quiet_batches = 0;
-        let mut records = Vec::with_capacity(finished.len());
-        for (decision, r) in finished.drain(..) {
-            let key = (decision, r.first_frame);
-            let (prepared, spent) = prepare(r);
-            if let Some(r) = spent {
-                table.recycle(r);
-            }
-            records.push((key, prepared));
-        }
-        if !send(records, progress, None) {
+        if !send(std::mem::take(&mut records), progress, None) {
             return;
         }
     }
