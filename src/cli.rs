@@ -410,7 +410,7 @@ fn run_flows(config: &Config) -> io::Result<ExitCode> {
         let summary = {
             // Each connection is formatted on the worker that tracked it, in parallel; only
             // the finished text is written here, in order.
-            let format = |r: ConnectionRecord<Detector>| {
+            let format = |r: Box<ConnectionRecord<Detector>>| {
                 let mut text = Vec::with_capacity(512);
                 let text = write_flow(&mut text, config.format, &input.display, &r).map(|()| text);
                 (text, Some(r))
@@ -554,7 +554,7 @@ fn run_analysis(
                         // The record only travels on (boxed itself) when a ladder needs it;
                         // otherwise it goes back to the engine for its buffers.
                         let (kept, spent) = if ladder {
-                            (Some(Box::new(r)), None)
+                            (Some(r), None)
                         } else {
                             (None, Some(r))
                         };

@@ -52,14 +52,14 @@ pub fn analyze<H: StreamHandler + 'static>(
     shards: usize,
     sink: &mut (dyn FnMut(ConnectionRecord<H>) + Send),
 ) -> InputSummary {
-    analyze_with_progress(input, cfg, shards, &|r| (r, None), sink, &|_| {})
+    analyze_with_progress(input, cfg, shards, &|r| (*r, None), sink, &|_| {})
 }
 
 /// Turns a finished connection into what the sink takes, and hands the record back when it
 /// no longer needs it: its buffers then serve the next connections while they are still
 /// cached ([`FlowTable::recycle`]).
 pub type Prepare<'a, H, T> =
-    dyn Fn(ConnectionRecord<H>) -> (T, Option<ConnectionRecord<H>>) + Sync + 'a;
+    dyn Fn(Box<ConnectionRecord<H>>) -> (T, Option<Box<ConnectionRecord<H>>>) + Sync + 'a;
 
 /// [`analyze`], with `prepare` turning each finished connection into what `sink` takes (on
 /// the worker that tracked it, so that per-connection work such as classification runs in
@@ -399,7 +399,7 @@ fn worker<H: StreamHandler, T>(
     let mut quiet_batches = 0;
     // Prepares the records finished so far and gives their buffers back to the table.
     let prepare_finished = |table: &mut FlowTable<H>,
-                            finished: &mut Vec<(u64, ConnectionRecord<H>)>,
+                            finished: &mut Vec<(u64, Box<ConnectionRecord<H>>)>,
                             records: &mut Vec<((u64, u64), T)>| {
         table.take_finished(finished);
         for (decision, r) in finished.drain(..) {

@@ -588,7 +588,7 @@ fn records(
     table.finish(end);
     let mut done = Vec::new();
     table.take_finished(&mut done);
-    (done.into_iter().map(|(_, r)| r).collect(), table.counters)
+    (done.into_iter().map(|(_, r)| *r).collect(), table.counters)
 }
 
 /// The record of the connection from `client_port`.

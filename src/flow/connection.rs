@@ -279,13 +279,11 @@ pub struct Reusable<H> {
 }
 
 impl<H: StreamHandler> Reusable<H> {
-    /// Empties `record`'s handler and timeline for another connection.
-    pub fn from_record(record: ConnectionRecord<H>) -> Self {
-        let ConnectionRecord {
-            mut handler,
-            mut events,
-            ..
-        } = record;
+    /// Takes `record`'s handler and timeline, emptied, for another connection; what is left
+    /// of the record is only fit to be overwritten.
+    pub fn from_record(record: &mut ConnectionRecord<H>) -> Self {
+        let mut handler = std::mem::take(&mut record.handler);
+        let mut events = std::mem::take(&mut record.events);
         handler.reuse();
         events.clear();
         // Turned back in place: a pending event is the size of a finished one.

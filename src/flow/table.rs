@@ -158,8 +158,9 @@ pub struct FlowTable<H> {
     max_live: usize,
     /// Keyed by [`FlowKey::hash`], computed once per packet by whoever reads it.
     live: HashTable<Live<H>>,
-    /// Finished records with their decision frame, not yet taken.
-    done: Vec<(u64, ConnectionRecord<H>)>,
+    /// Finished records with their decision frame, not yet taken. Boxed: a record is most of
+    /// a kilobyte, and on its way to being read and handed back it would be moved five times.
+    done: Vec<(u64, Box<ConnectionRecord<H>>)>,
     /// Once the input ended: the connections still to be finalized, the first one last, and
     /// the input's end. They are finalized as they are taken, a few at a time, so that the
     /// end of a capture with many open connections does not hold all their records at once.
@@ -174,6 +175,8 @@ pub struct FlowTable<H> {
     /// Handlers and timelines of finished connections handed back by [`Self::recycle`], the
     /// latest last: new connections take them before allocating their own.
     reusable: Vec<Reusable<H>>,
+    /// The boxes of records handed back, emptied: the next records are written into them.
+    husks: Vec<Box<ConnectionRecord<H>>>,
     /// The input ended: nothing more to reuse.
     ended: bool,
     /// Connections a new one took over, with their decision moment and end reason, in
@@ -202,6 +205,7 @@ impl<H: StreamHandler> FlowTable<H> {
             next_idle_sweep: i64::MIN,
             spare: Vec::new(),
             reusable: Vec::new(),
+            husks: Vec::new(),
             ended: false,
             superseded: Vec::new(),
             tombstones: HashTable::new(),
@@ -359,8 +363,15 @@ impl<H: StreamHandler> FlowTable<H> {
 
     /// Makes `conn`'s record, decided at `moment`, and keeps its box for a new connection.
     fn finish_one(&mut self, moment: u64, mut conn: Box<Connection<H>>, reason: Option<EndReason>) {
-        self.done
-            .push((moment, conn.finish(reason, None, &self.cfg)));
+        let record = conn.finish(reason, None, &self.cfg);
+        let record = match self.husks.pop() {
+            Some(mut husk) => {
+                *husk = record;
+                husk
+            }
+            None => Box::new(record),
+        };
+        self.done.push((moment, record));
         if self.spare.len() < SPARE_BOXES {
             self.spare.push(conn);
         }
@@ -483,9 +494,12 @@ impl<H: StreamHandler> FlowTable<H> {
 
     /// Takes back a record handed out by [`Self::take_finished`] once it was read: what it
     /// allocated serves the next connections (see [`Reusable`]).
-    pub fn recycle(&mut self, record: ConnectionRecord<H>) {
+    pub fn recycle(&mut self, mut record: Box<ConnectionRecord<H>>) {
         if !self.ended && self.reusable.len() < SPARE_BOXES {
-            self.reusable.push(Reusable::from_record(record));
+            self.reusable.push(Reusable::from_record(&mut record));
+            if self.husks.len() < SPARE_BOXES {
+                self.husks.push(record);
+            }
         }
     }
 
@@ -499,7 +513,7 @@ impl<H: StreamHandler> FlowTable<H> {
 
     /// Moves the records finished so far, in (decision frame, first frame) order, to `out`;
     /// after [`Self::finish`], those of every connection still open too.
-    pub fn take_finished(&mut self, out: &mut Vec<(u64, ConnectionRecord<H>)>) {
+    pub fn take_finished(&mut self, out: &mut Vec<(u64, Box<ConnectionRecord<H>>)>) {
         while self.take_some_finished(out, usize::MAX) {}
     }
 
@@ -507,7 +521,7 @@ impl<H: StreamHandler> FlowTable<H> {
     /// the end of the input; returns whether some are still left.
     pub fn take_some_finished(
         &mut self,
-        out: &mut Vec<(u64, ConnectionRecord<H>)>,
+        out: &mut Vec<(u64, Box<ConnectionRecord<H>>)>,
         limit: usize,
     ) -> bool {
         self.finish_superseded();
@@ -522,7 +536,7 @@ impl<H: StreamHandler> FlowTable<H> {
             let Some(mut c) = self.closing.pop() else {
                 break;
             };
-            out.push((u64::MAX, c.finish(None, Some(self.end_ns), &cfg)));
+            out.push((u64::MAX, Box::new(c.finish(None, Some(self.end_ns), &cfg))));
         }
         !self.closing.is_empty()
     }
@@ -539,6 +553,7 @@ impl<H: StreamHandler> FlowTable<H> {
         self.tombstone_order.clear();
         self.spare.clear();
         self.reusable.clear();
+        self.husks.clear();
         self.ended = true;
         // Popped from the end: the first frame last.
         self.closing
