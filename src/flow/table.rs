@@ -332,6 +332,17 @@ impl<H: StreamHandler> FlowTable<H> {
         while self.tombstones.len() > self.max_live {
             self.forget_oldest_tombstone();
         }
+        // Entries of tombstones a new connection replaced wait for their time in the queue:
+        // when ports come round fast, they are dropped early, so that the queue stays
+        // bounded by the cap however many connections end within one linger.
+        if self.tombstone_order.len() > 2 * self.max_live + 1024 {
+            let tombstones = &self.tombstones;
+            self.tombstone_order.retain(|&(_, hash, first_frame)| {
+                tombstones
+                    .find(hash, |t| t.first_frame == first_frame)
+                    .is_some()
+            });
+        }
         self.finish_one(frame << 1, over.conn, None);
     }
 
@@ -685,6 +696,41 @@ mod tests {
         }
         (p.seq, p.ack) = (seq, ack);
         p
+    }
+
+    /// A whole connection on 127.0.0.1:1001 -> 127.0.0.1:80 whose client ISN is `isn`: the
+    /// handshake, both FINs, and the acknowledgment of the last, which ends it.
+    fn whole_connection(ts_ns: i64, isn: u32) -> [TcpPacket<'static>; 6] {
+        const A: u8 = TcpFlags::ACK;
+        [
+            segment(ts_ns, true, TcpFlags::SYN, isn, 0),
+            segment(ts_ns, false, TcpFlags::SYN | A, 500, isn + 1),
+            segment(ts_ns, true, A, isn + 1, 501),
+            segment(ts_ns, true, TcpFlags::FIN | A, isn + 1, 501),
+            segment(ts_ns, false, TcpFlags::FIN | A, 501, isn + 2),
+            segment(ts_ns, true, A, isn + 2, 502),
+        ]
+    }
+
+    #[test]
+    fn tombstones_stay_bounded_when_ports_come_round_within_the_linger() {
+        let max_live = 4;
+        let mut table = FlowTable::<()>::new(FlowConfig::default(), max_live);
+        let mut frame = 0;
+        let mut done = Vec::new();
+        // 20,000 connections on the same ports at the same instant: each replaces the
+        // tombstone of the one before.
+        for i in 0..20_000u32 {
+            for p in whole_connection(S, 1000 + i * 10) {
+                frame += 1;
+                table.packet(&p, frame);
+            }
+            assert!(table.tombstone_order.len() <= 2 * max_live + 1024 + 1);
+            assert!(table.tombstones.len() <= 1);
+            table.take_finished(&mut done);
+        }
+        assert_eq!(done.len(), 20_000);
+        assert!(done.iter().all(|(_, r)| r.end == EndReason::Closed));
     }
 
     #[test]
