@@ -188,6 +188,36 @@ fn flows_lists_connections_and_any_thread_count_prints_the_same_bytes() {
     }
 }
 
+/// In two-interfaces.pcapng the second interface's copy of the connection follows the
+/// first's: the connection ended with the first copy, and the list says how many segments
+/// came after it and count in no connection.
+#[test]
+fn flows_says_how_many_segments_came_after_their_connection_ended() {
+    let text = rstscope()
+        .arg("flows")
+        .arg(ingest("two-interfaces.pcapng"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("packets c>s/s>c 7/5 "), "{text}");
+    assert!(
+        text.contains(
+            "1 TCP connections; 12 segments came after their connection had ended (both FINs acknowledged) and count in none"
+        ),
+        "{text}"
+    );
+    // Without trailing segments, no such note.
+    rstscope()
+        .arg("flows")
+        .arg(ingest("http-v4.pcap"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("came after").not());
+}
+
 fn flows_ndjson(args: &[&str], capture: &str) -> Vec<serde_json::Value> {
     let out = rstscope()
         .args(["flows", "--format", "ndjson"])
