@@ -12,6 +12,25 @@ pub fn ingest(name: &str) -> PathBuf {
     samples().join("ingest").join(name)
 }
 
+/// Every capture under `dir`, in a stable order.
+pub fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            captures(&p, out);
+        } else if p
+            .extension()
+            .is_some_and(|e| ["pcap", "pcapng", "gz", "zst", "bin"].contains(&e.to_str().unwrap()))
+        {
+            out.push(p);
+        }
+    }
+}
+
 /// One row of samples/ingest/expected-counts.tsv, by column name.
 pub struct Expected {
     pub cols: Vec<(String, String)>,

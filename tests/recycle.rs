@@ -4,33 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::samples;
+use common::{captures, samples};
 use rstscope::capture::{Input, InputSource};
 use rstscope::classify::classify;
 use rstscope::detect::Detector;
 use rstscope::flow::FlowConfig;
 use rstscope::pipeline::analyze_with_progress;
-
-/// Every capture under `dir`, in a stable order.
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            captures(&p, out);
-        } else if p
-            .extension()
-            .is_some_and(|e| ["pcap", "pcapng", "gz", "zst", "bin"].contains(&e.to_str().unwrap()))
-        {
-            out.push(p);
-        }
-    }
-}
 
 /// Each connection of `path` as JSON: its record, what the detectors found and its verdict.
 fn told(path: &Path, shards: usize, hand_back: bool) -> Vec<String> {

@@ -609,6 +609,9 @@ fn tight_flow_config() -> FlowConfig {
     FlowConfig {
         idle_timeout_ns: 5_000 * MS,
         linger_ns: 100 * MS,
+        // The default limits finish connections that ended at once; these keep them
+        // lingering, so that fuzzing reaches both ways.
+        finish_when_over: false,
         max_connections: 4,
         max_buffered_per_direction: 1500,
         idle_event_ns: 100 * MS,

@@ -77,6 +77,10 @@ pub struct FlowConfig {
     pub idle_timeout_ns: i64,
     /// How long a closed connection is kept to catch trailing ACKs, RSTs and retransmissions.
     pub linger_ns: i64,
+    /// Whether a connection that ended (see [`Connection::is_over`]) is finished at once,
+    /// leaving a tombstone for the linger, rather than lingering whole. Off only to check
+    /// that finishing early tells every connection as lingering does.
+    pub finish_when_over: bool,
     /// Live connections kept at once (over all shards).
     pub max_connections: usize,
     /// Out-of-order bytes buffered per direction.
@@ -92,6 +96,7 @@ impl Default for FlowConfig {
         FlowConfig {
             idle_timeout_ns: 900 * 1_000_000_000,
             linger_ns: 2 * 1_000_000_000,
+            finish_when_over: true,
             max_connections: 1 << 18,
             max_buffered_per_direction: 1 << 20,
             idle_event_ns: 1_000_000_000,
@@ -865,6 +870,112 @@ mod tests {
         assert_eq!(syn_options(&[2, 0, 1]), (None, None));
         assert_eq!(syn_options(&[3, 40, 1]), (None, None));
         assert_eq!(syn_options(&[1, 1, 3, 3, 200]), (None, Some(14)));
+    }
+
+    /// Counts what reaches it.
+    #[derive(Default)]
+    struct Recorder {
+        chunks: usize,
+        fins: usize,
+    }
+
+    impl StreamHandler for Recorder {
+        fn chunk(&mut self, _: Side, _: &Chunk<'_>) {
+            self.chunks += 1;
+        }
+        fn fin(&mut self, _: Side, _: i64) {
+            self.fins += 1;
+        }
+    }
+
+    #[test]
+    fn nothing_reaches_the_handler_once_the_connection_is_over() {
+        use crate::decode::{IpVersion, TcpFlags};
+        use std::net::{IpAddr, Ipv4Addr};
+        const A: u8 = TcpFlags::ACK;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        // Client 127.0.0.1:1001, server 127.0.0.1:2000: the client is the key's lo side.
+        let seg = |from_client: bool, flags: u8, seq: u32, ack: u32, payload: &'static [u8]| {
+            let (src_port, dst_port) = if from_client {
+                (1001, 2000)
+            } else {
+                (2000, 1001)
+            };
+            TcpPacket {
+                ts_ns: 0,
+                ip: IpVersion::V4,
+                src: ip,
+                dst: ip,
+                src_port,
+                dst_port,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: 512,
+                ttl: 64,
+                options: &[],
+                payload,
+                payload_len: payload.len() as u32,
+                reassembled: false,
+                frame_len: 54 + payload.len() as u32,
+            }
+        };
+        let cfg = FlowConfig::default();
+        let src = Endpoint { ip, port: 1001 };
+        let dst = Endpoint { ip, port: 2000 };
+        let (key, _) = FlowKey::of(src, dst);
+        let syn = seg(true, TcpFlags::SYN, 100, 0, b"");
+        let mut c = Connection::<Recorder>::new(key, &syn, true, 1);
+        let script = [
+            syn,
+            seg(false, TcpFlags::SYN | A, 500, 101, b""),
+            seg(true, A, 101, 501, b""),
+            seg(true, A | TcpFlags::PSH, 101, 501, b"GET / HTTP/1.1\r\n\r\n"),
+            // The server's answer: its first 4 bytes are never captured.
+            seg(false, A | TcpFlags::PSH, 505, 119, b"1.1 200 OK\r\n\r\n"),
+            seg(false, A | TcpFlags::FIN, 519, 119, b""),
+            seg(true, A | TcpFlags::FIN, 119, 520, b""),
+        ];
+        for p in &script {
+            c.handle(p, p.src_port == 1001, &cfg);
+        }
+        // Both FINs seen, the client's not yet acknowledged.
+        assert!(c.closed_ns().is_some() && !c.is_over());
+        c.handle(&seg(false, A, 520, 120, b""), false, &cfg);
+        assert!(c.is_over());
+        let before = (c.handler.chunks, c.handler.fins);
+        // What can still arrive: the lost bytes late, retransmissions, bytes past a FIN,
+        // acknowledgments beyond it, FINs again, a RST.
+        let late = [
+            seg(false, A | TcpFlags::PSH, 501, 119, b"HTTP"),
+            seg(false, A | TcpFlags::PSH, 505, 119, b"1.1 200 OK\r\n\r\n"),
+            seg(true, A | TcpFlags::PSH, 101, 501, b"GET / HTTP/1.1\r\n\r\n"),
+            seg(
+                true,
+                A | TcpFlags::PSH,
+                120,
+                520,
+                b"GET /again HTTP/1.1\r\n\r\n",
+            ),
+            seg(
+                false,
+                A | TcpFlags::PSH,
+                520,
+                120,
+                b"HTTP/1.1 200 OK\r\n\r\n",
+            ),
+            seg(true, A, 120, 9000, b""),
+            seg(false, A, 520, 9000, b""),
+            seg(false, A | TcpFlags::FIN, 519, 120, b""),
+            seg(true, A | TcpFlags::FIN, 119, 520, b""),
+            seg(false, TcpFlags::RST, 520, 0, b""),
+        ];
+        for p in &late {
+            c.handle(p, p.src_port == 1001, &cfg);
+        }
+        assert_eq!((c.handler.chunks, c.handler.fins), before);
+        let r = c.finish(None, None, &cfg);
+        assert_eq!(r.handler.chunks, before.0);
     }
 
     #[test]

@@ -255,7 +255,10 @@ impl<H: StreamHandler> FlowTable<H> {
                 if was_open {
                     Self::note_close(&mut self.lingering, &live.conn, hash);
                 }
-                if live.conn.closed_ns().is_some() && live.conn.is_over() {
+                if self.cfg.finish_when_over
+                    && live.conn.closed_ns().is_some()
+                    && live.conn.is_over()
+                {
                     let (over, _) = entry.remove();
                     self.finish_over(over, frame);
                 }
