@@ -104,6 +104,39 @@ impl TcpPacket<'_> {
     }
 }
 
+impl<'a> TcpPacket<'a> {
+    /// For unit tests: a segment between two ports of 127.0.0.1 at `ts_ns`, as Ethernet and
+    /// IPv4 without options would frame it.
+    #[cfg(test)]
+    pub(crate) fn loopback(
+        ts_ns: i64,
+        (src_port, dst_port): (u16, u16),
+        flags: u8,
+        (seq, ack): (u32, u32),
+        payload: &'a [u8],
+    ) -> Self {
+        let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        TcpPacket {
+            ts_ns,
+            ip: IpVersion::V4,
+            src: ip,
+            dst: ip,
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            window: 512,
+            ttl: 64,
+            options: &[],
+            payload,
+            payload_len: payload.len() as u32,
+            reassembled: false,
+            frame_len: 54 + payload.len() as u32,
+        }
+    }
+}
+
 /// Where in a packet decoding stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeError {

@@ -890,35 +890,18 @@ mod tests {
 
     #[test]
     fn nothing_reaches_the_handler_once_the_connection_is_over() {
-        use crate::decode::{IpVersion, TcpFlags};
+        use crate::decode::TcpFlags;
         use std::net::{IpAddr, Ipv4Addr};
         const A: u8 = TcpFlags::ACK;
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         // Client 127.0.0.1:1001, server 127.0.0.1:2000: the client is the key's lo side.
         let seg = |from_client: bool, flags: u8, seq: u32, ack: u32, payload: &'static [u8]| {
-            let (src_port, dst_port) = if from_client {
+            let ports = if from_client {
                 (1001, 2000)
             } else {
                 (2000, 1001)
             };
-            TcpPacket {
-                ts_ns: 0,
-                ip: IpVersion::V4,
-                src: ip,
-                dst: ip,
-                src_port,
-                dst_port,
-                seq,
-                ack,
-                flags: TcpFlags(flags),
-                window: 512,
-                ttl: 64,
-                options: &[],
-                payload,
-                payload_len: payload.len() as u32,
-                reassembled: false,
-                frame_len: 54 + payload.len() as u32,
-            }
+            TcpPacket::loopback(0, ports, flags, (seq, ack), payload)
         };
         let cfg = FlowConfig::default();
         let src = Endpoint { ip, port: 1001 };

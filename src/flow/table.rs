@@ -577,34 +577,14 @@ impl<H: StreamHandler> FlowTable<H> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
-    use crate::decode::{IpVersion, TcpFlags};
+    use crate::decode::TcpFlags;
 
     const S: i64 = 1_000_000_000;
 
     /// A segment from 127.0.0.1:`port` to 127.0.0.1:80 with `payload` and `flags`.
     fn packet(ts_ns: i64, port: u16, flags: u8, payload: &[u8]) -> TcpPacket<'_> {
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        TcpPacket {
-            ts_ns,
-            ip: IpVersion::V4,
-            src: ip,
-            dst: ip,
-            src_port: port,
-            dst_port: 80,
-            seq: 1000,
-            ack: 0,
-            flags: TcpFlags(flags),
-            window: 512,
-            ttl: 64,
-            options: &[],
-            payload,
-            payload_len: payload.len() as u32,
-            reassembled: false,
-            frame_len: 54 + payload.len() as u32,
-        }
+        TcpPacket::loopback(ts_ns, (port, 80), flags, (1000, 0), payload)
     }
 
     fn first_frames(table: &mut FlowTable<()>) -> Vec<u64> {
