@@ -130,6 +130,25 @@ pub fn flows_and_summary(
     Vec<rstscope::flow::ConnectionRecord<()>>,
     rstscope::pipeline::InputSummary,
 ) {
+    let (mut records, summary) = handed_on(path, shards);
+    assert!(
+        summary.stats.errors.is_empty(),
+        "{:?}",
+        summary.stats.errors
+    );
+    records.sort_by_key(|r| r.first_frame);
+    (records, summary)
+}
+
+/// The connections of `path` in the order the engine hands them on (not sorted), from
+/// `shards` engine shards, and what the engine counted besides.
+pub fn handed_on(
+    path: &Path,
+    shards: usize,
+) -> (
+    Vec<rstscope::flow::ConnectionRecord<()>>,
+    rstscope::pipeline::InputSummary,
+) {
     let input = rstscope::capture::Input {
         display: path.display().to_string(),
         source: rstscope::capture::InputSource::File(path.to_path_buf()),
@@ -141,12 +160,6 @@ pub fn flows_and_summary(
         shards,
         &mut |r| records.push(r),
     );
-    assert!(
-        summary.stats.errors.is_empty(),
-        "{:?}",
-        summary.stats.errors
-    );
-    records.sort_by_key(|r| r.first_frame);
     (records, summary)
 }
 

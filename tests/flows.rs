@@ -417,7 +417,7 @@ fn many_connections_open_at_the_end_come_out_in_order_on_any_number_of_shards() 
     let path = dir.path().join("syns.pcap");
     std::fs::write(&path, &capture).unwrap();
     let order = |shards: usize| {
-        let records = handed_on(&path, shards);
+        let records = handed_on(&path, shards).0;
         records.iter().map(|r| r.first_frame).collect::<Vec<_>>()
     };
     let one = order(1);
@@ -478,7 +478,7 @@ fn closed_connections_linger_out_in_close_order_on_any_number_of_shards() {
     // Without the 12th packet, the acknowledgment of the client's FIN.
     std::fs::write(&path, replayed_http_v4(copies, 11, false)).unwrap();
 
-    let one = handed_on(&path, 1);
+    let one = handed_on(&path, 1).0;
     assert_eq!(one.len(), copies);
     for r in &one {
         assert_eq!(r.end, EndReason::Closed);
@@ -488,7 +488,7 @@ fn closed_connections_linger_out_in_close_order_on_any_number_of_shards() {
     for shards in [2, 3, 4] {
         assert_eq!(
             json,
-            serde_json::to_string(&handed_on(&path, shards)).unwrap()
+            serde_json::to_string(&handed_on(&path, shards).0).unwrap()
         );
     }
     // Closed more than the linger before the last packet (and before the last tick, which
@@ -539,7 +539,7 @@ fn connections_that_are_over_are_finished_at_their_last_acknowledgment() {
     let path = dir.path().join("replayed.pcap");
     std::fs::write(&path, replayed_http_v4(copies, 12, true)).unwrap();
 
-    let (one, summary) = handed_on_with_summary(&path, 1);
+    let (one, summary) = handed_on(&path, 1);
     assert_eq!(one.len(), copies);
     for r in &one {
         assert_eq!(r.end, EndReason::Closed);
@@ -552,7 +552,7 @@ fn connections_that_are_over_are_finished_at_their_last_acknowledgment() {
     assert!(one.windows(2).all(|w| w[0].first_frame < w[1].first_frame));
     let json = serde_json::to_string(&one).unwrap();
     for shards in [2, 3, 4] {
-        let (records, summary) = handed_on_with_summary(&path, shards);
+        let (records, summary) = handed_on(&path, shards);
         assert_eq!(json, serde_json::to_string(&records).unwrap());
         assert_eq!(summary.table.trailing, copies as u64);
     }
@@ -564,28 +564,4 @@ fn push_record(capture: &mut Vec<u8>, ts_us: i64, frame: &[u8]) {
     capture.extend_from_slice(&(frame.len() as u32).to_le_bytes());
     capture.extend_from_slice(&(frame.len() as u32).to_le_bytes());
     capture.extend_from_slice(frame);
-}
-
-/// The connections of a capture as the engine hands them on (not sorted), from `shards`
-/// engine shards.
-fn handed_on(path: &std::path::Path, shards: usize) -> Vec<ConnectionRecord<()>> {
-    handed_on_with_summary(path, shards).0
-}
-
-fn handed_on_with_summary(
-    path: &std::path::Path,
-    shards: usize,
-) -> (Vec<ConnectionRecord<()>>, rstscope::pipeline::InputSummary) {
-    let input = rstscope::capture::Input {
-        display: path.display().to_string(),
-        source: rstscope::capture::InputSource::File(path.to_path_buf()),
-    };
-    let mut records = Vec::new();
-    let summary = rstscope::pipeline::analyze::<()>(
-        &input,
-        &rstscope::flow::FlowConfig::default(),
-        shards,
-        &mut |r| records.push(r),
-    );
-    (records, summary)
 }
