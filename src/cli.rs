@@ -158,7 +158,9 @@ struct CommonArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Worker threads (default: the number of cores). -j1 runs everything on one thread.
+    /// Threads tracking connections (default: the number of cores), each its own share of
+    /// them; a thread for reading and one for merging come with them. -j1 runs everything on
+    /// one thread.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<usize>,
     /// No warnings on stderr (errors still set the exit status).

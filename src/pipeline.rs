@@ -1,23 +1,26 @@
 //! Runs the stages over one input: the capture reader and the decoder on this thread, the
-//! connection engine either here too (`shards == 1`) or on `shards` worker threads.
+//! connection engine either here too (`shards == 1`) or split into `shards` shards by
+//! connection: one on this thread, the others on worker threads.
 //!
 //! With workers, the capture reader reads ahead on a thread of its own, and this thread
-//! decodes each packet just enough to know its connection's key, adds it to the batch of the
-//! worker that owns that key, and sends full batches over a bounded channel (backpressure
-//! keeps memory bounded when the workers fall behind). A batch holds the packets' header
-//! fields and where their bytes lie in the reader's shared blocks, not the bytes themselves:
-//! on large transfers, copying every payload once more cost this thread as much as the
-//! workers saved it. Each worker owns its flow table, so a connection's packets keep capture
-//! order on one thread. Emptied batches come back to be refilled, so steady state allocates
-//! nothing.
+//! decodes each packet just enough to know its connection's key. It tracks the connections
+//! of its own shard itself, with no hand-over at all, and adds every other packet to the
+//! batch of the worker that owns its key, sending full batches over a bounded channel
+//! (backpressure keeps memory bounded when the workers fall behind). Its own shard is
+//! smaller than a worker's, as decoding every packet is its work too ([`Owners`]). A batch
+//! holds the packets' header fields and where their bytes lie in the reader's shared blocks,
+//! not the bytes themselves: on large transfers, copying every payload once more cost this
+//! thread as much as the workers saved it. Each shard owns its flow table, so a connection's
+//! packets keep capture order on one thread. Emptied batches come back to be refilled, so
+//! steady state allocates nothing.
 //!
 //! Records stream out as connections finish, in (decision frame, first frame) order (see
-//! [`crate::flow::table`]): every hundredth of a second of capture time this thread puts a
-//! tick in every worker's batch, at which the worker sweeps out expired connections, and
-//! once a second it sends the batches off with a tick after which each worker reports how far
-//! it got; a collector thread merges the workers' records and hands on those no worker can
-//! precede any more. Memory stays bounded
-//! by the live connections and about a second of finished ones, and any number of workers
+//! [`crate::flow::table`]): every hundredth of a second of capture time this thread sweeps
+//! its own shard and puts a tick in every worker's batch, at which the worker sweeps out
+//! expired connections, and once a second it sends the batches off with a tick after which
+//! each shard reports how far it got; a collector thread merges the shards' records and hands
+//! on those no shard can precede any more. Memory stays bounded
+//! by the live connections and about a second of finished ones, and any number of shards
 //! gives the same records in the same order (unless the live-connection cap evicts).
 
 use std::collections::VecDeque;
@@ -282,45 +285,57 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
     sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
-    let per_shard = cfg.max_connections.div_ceil(shards);
+    let owners = Owners::new(shards);
     std::thread::scope(|scope| {
         let (free_tx, free_rx) = mpsc::channel::<Batch>();
         // Bounded: when writing the report is the slow part, the workers and then the reader
         // wait for it instead of piling up finished records.
         let (out_tx, out_rx) = mpsc::sync_channel::<FromWorker<T>>(QUEUE_DEPTH * shards);
-        let mut senders = Vec::with_capacity(shards);
-        for shard in 0..shards {
+        let mut senders = Vec::with_capacity(shards - 1);
+        for shard in 1..shards {
             let (tx, rx) = mpsc::sync_channel::<ToWorker>(QUEUE_DEPTH);
             let free_tx = free_tx.clone();
             let out_tx = out_tx.clone();
             let cfg = *cfg;
+            let max_live = owners.max_live(shard, cfg.max_connections);
             spawn_named(scope, format!("rstscope-work{shard}"), move || {
-                worker::<H, T>(shard, cfg, per_shard, prepare, rx, free_tx, out_tx)
+                let engine = Shard::<H, T>::new(shard, cfg, max_live, prepare, out_tx);
+                worker(engine, rx, free_tx)
             });
             senders.push(tx);
         }
-        drop(out_tx);
+        // Shard 0 is this thread's own.
+        let mut own = Shard::<H, T>::new(
+            0,
+            *cfg,
+            owners.max_live(0, cfg.max_connections),
+            prepare,
+            out_tx,
+        );
         let collector = spawn_named(scope, "rstscope-merge".into(), move || {
             collect(shards, out_rx, sink)
         });
 
-        let mut filling: Vec<Batch> = (0..shards).map(|_| Batch::default()).collect();
+        // The batches being filled, one per worker (shard 1 and up).
+        let mut filling: Vec<Batch> = (1..shards).map(|_| Batch::default()).collect();
         // Emptied batches are refilled last in, first out: the one emptied last is the
         // likeliest to be still in the cache.
         let mut emptied: Vec<Batch> = Vec::new();
         let mut flush =
-            |filling: &mut Vec<Batch>, shard: usize, senders: &[mpsc::SyncSender<ToWorker>]| {
+            |filling: &mut Vec<Batch>, worker: usize, senders: &[mpsc::SyncSender<ToWorker>]| {
                 emptied.extend(free_rx.try_iter());
                 let fresh = emptied.pop().unwrap_or_default();
-                let full = std::mem::replace(&mut filling[shard], fresh);
+                let full = std::mem::replace(&mut filling[worker], fresh);
                 // A worker only stops after End, so this send cannot fail.
-                let _ = senders[shard].send(ToWorker::Batch(full));
+                let _ = senders[worker].send(ToWorker::Batch(full));
             };
+        let mut last_frame = 0;
         let end_ns = read_loop(
             reader,
             counter,
             |feed| match feed {
                 Feed::Tcp(p, frame, block) => {
+                    last_frame = frame;
                     let (key, from_lo) = FlowKey::of(
                         Endpoint {
                             ip: p.src,
@@ -332,37 +347,48 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
                         },
                     );
                     let hash = key.hash();
-                    let shard = FlowKey::shard_of(hash, shards);
-                    filling[shard].push(p, frame, key, hash, from_lo, block);
-                    if filling[shard].is_full() {
-                        flush(&mut filling, shard, &senders);
+                    let Some(worker) = owners.of(hash).checked_sub(1) else {
+                        own.packet(p, key, hash, from_lo, frame);
+                        return;
+                    };
+                    filling[worker].push(p, frame, key, hash, from_lo, block);
+                    if filling[worker].is_full() {
+                        flush(&mut filling, worker, &senders);
+                        // As often as a worker reports, and for the same reason.
+                        own.report((frame << 1, u64::MAX), false);
                     }
                 }
                 Feed::Tick(now_ns, frame, report) => {
-                    for shard in 0..shards {
+                    own.tick(now_ns, frame);
+                    if report {
+                        own.report(((frame << 1) | 1, u64::MAX), true);
+                    }
+                    for (worker, sender) in senders.iter().enumerate() {
                         if !report {
                             // Rides in the batch, in order with its packets: sending it on its
                             // own would send every batch a hundredth of a second old.
-                            let batch = &mut filling[shard];
+                            let batch = &mut filling[worker];
                             batch.ticks.push((batch.metas.len(), now_ns, frame));
                             continue;
                         }
-                        if !filling[shard].is_empty() {
-                            flush(&mut filling, shard, &senders);
+                        if !filling[worker].is_empty() {
+                            flush(&mut filling, worker, &senders);
                         }
-                        let _ = senders[shard].send(ToWorker::Tick { now_ns, frame });
+                        let _ = sender.send(ToWorker::Tick { now_ns, frame });
                     }
                 }
             },
             progress,
         );
-        for (shard, batch) in filling.drain(..).enumerate() {
+        for (worker, batch) in filling.drain(..).enumerate() {
             if !batch.is_empty() {
-                let _ = senders[shard].send(ToWorker::Batch(batch));
+                let _ = senders[worker].send(ToWorker::Batch(batch));
             }
-            let _ = senders[shard].send(ToWorker::End { end_ns });
+            let _ = senders[worker].send(ToWorker::End { end_ns });
         }
         drop(senders);
+        own.report((last_frame << 1, u64::MAX), true);
+        own.end(end_ns);
         collector.join().unwrap_or_default()
     })
 }
@@ -384,67 +410,23 @@ fn spawn_named<'scope, 'env, R: Send + 'scope>(
 }
 
 fn worker<H: StreamHandler, T>(
-    shard: usize,
-    cfg: FlowConfig,
-    max_live: usize,
-    prepare: &Prepare<'_, H, T>,
+    mut engine: Shard<'_, H, T>,
     rx: mpsc::Receiver<ToWorker>,
     free_tx: mpsc::Sender<Batch>,
-    out_tx: mpsc::SyncSender<FromWorker<T>>,
 ) {
-    let mut table = FlowTable::<H>::new(cfg, max_live);
-    let mut finished = Vec::new();
-    // Prepared records not yet sent.
-    let mut records: Vec<((u64, u64), T)> = Vec::new();
-    let mut quiet_batches = 0;
-    // Prepares the records finished so far and gives their buffers back to the table.
-    let prepare_finished = |table: &mut FlowTable<H>,
-                            finished: &mut Vec<(u64, Box<ConnectionRecord<H>>)>,
-                            records: &mut Vec<((u64, u64), T)>| {
-        table.take_finished(finished);
-        for (decision, r) in finished.drain(..) {
-            let key = (decision, r.first_frame);
-            let (prepared, spent) = prepare(r);
-            if let Some(r) = spent {
-                table.recycle(r);
-            }
-            records.push((key, prepared));
-        }
-    };
-    let send = |records: Vec<((u64, u64), T)>, progress, counters| {
-        out_tx
-            .send(FromWorker {
-                shard,
-                records,
-                progress,
-                counters,
-            })
-            .is_ok()
-    };
     for msg in rx {
-        let (progress, tick) = match msg {
+        let reported = match msg {
             ToWorker::Batch(mut batch) => {
                 let mut ticks = batch.ticks.iter().peekable();
                 for (i, meta) in batch.metas.iter().enumerate() {
                     while let Some(&(_, now_ns, frame)) = ticks.next_if(|t| t.0 <= i) {
-                        table.tick(now_ns, frame);
+                        engine.tick(now_ns, frame);
                     }
-                    // The reader already made the key and its hash to choose this shard.
-                    table.packet_keyed(
-                        &batch.packet(meta),
-                        meta.key,
-                        meta.hash,
-                        meta.from_lo,
-                        meta.frame,
-                    );
-                    // A connection that ended at this packet is prepared while its memory
-                    // is cached, and its buffers serve the next new connection.
-                    if table.has_finished() {
-                        prepare_finished(&mut table, &mut finished, &mut records);
-                    }
+                    let p = batch.packet(meta);
+                    engine.packet(&p, meta.key, meta.hash, meta.from_lo, meta.frame);
                 }
                 for &(_, now_ns, frame) in ticks {
-                    table.tick(now_ns, frame);
+                    engine.tick(now_ns, frame);
                 }
                 // How far this batch got: its last packet, or a tick after it.
                 let last_packet = batch.metas.last().map_or(0, |m| m.frame << 1);
@@ -453,46 +435,194 @@ fn worker<H: StreamHandler, T>(
                 batch.clear();
                 // The reader may have stopped taking batches back; this one is then dropped.
                 let _ = free_tx.send(batch);
-                ((last, u64::MAX), false)
+                engine.report((last, u64::MAX), false)
             }
             ToWorker::Tick { now_ns, frame } => {
-                table.tick(now_ns, frame);
-                (((frame << 1) | 1, u64::MAX), true)
+                engine.tick(now_ns, frame);
+                engine.report(((frame << 1) | 1, u64::MAX), true)
             }
             ToWorker::End { end_ns } => {
-                // The connections still open, a chunk at a time in first-frame order: the
-                // collector hands each chunk on once every shard got that far.
-                table.finish(end_ns);
-                loop {
-                    let more = table.take_some_finished(&mut finished, FINISH_CHUNK);
-                    let records: Vec<_> = finished
-                        .drain(..)
-                        .map(|(decision, r)| ((decision, r.first_frame), prepare(r).0))
-                        .collect();
-                    if !more {
-                        send(records, (u64::MAX, u64::MAX), Some(table.counters));
-                        return;
-                    }
-                    let upto = records.last().map_or((0, 0), |(key, _)| *key);
-                    if !send(records, upto, None) {
-                        return;
-                    }
-                }
+                engine.end(end_ns);
+                return;
             }
         };
-        // Unconditionally: superseded connections still waiting to be finished are decided
-        // before the progress this message reports.
-        prepare_finished(&mut table, &mut finished, &mut records);
-        if records.is_empty() && !tick && quiet_batches < QUIET_BATCHES {
-            // Nothing to hand on: the collector is not woken after every batch, but it
-            // still learns this worker's progress often enough that the other workers'
-            // records do not pile up waiting for it.
-            quiet_batches += 1;
-            continue;
-        }
-        quiet_batches = 0;
-        if !send(std::mem::take(&mut records), progress, None) {
+        if !reported {
             return;
+        }
+    }
+}
+
+/// Which shard owns a connection: shard 0 is the reading thread's own, which also decodes
+/// every packet, so it takes a smaller share of the connections than each worker.
+struct Owners {
+    workers: u64,
+    /// Of [`Owners::SLOTS`] equal parts of the hash space, the first `own` are shard 0's.
+    own: u64,
+}
+
+impl Owners {
+    const SLOTS: u64 = 1 << 10;
+
+    fn new(shards: usize) -> Self {
+        // Half a worker's share. With two shards on manyflows (short connections), a third,
+        // a quarter and two fifths of the connections for this thread gave 0.37, 0.39 and
+        // 0.40 s, and none 0.48 s; on mixed (large transfers) anything from a third to
+        // two thirds gave the same 0.34 s, and none 0.37 s.
+        let shards = shards.max(2) as u64;
+        Owners {
+            workers: shards - 1,
+            own: Self::SLOTS / (2 * shards - 1),
+        }
+    }
+
+    /// The shard that owns the connection with this key hash. The hash's high half decides,
+    /// as the table inside a shard indexes by the low bits: taking the shard from those would
+    /// leave most of each table's buckets unused.
+    fn of(&self, hash: u64) -> usize {
+        let slot = ((hash >> 32) * Self::SLOTS) >> 32;
+        match slot.checked_sub(self.own) {
+            None => 0,
+            Some(past) => 1 + (past * self.workers / (Self::SLOTS - self.own)) as usize,
+        }
+    }
+
+    /// The live-connection cap of `shard`'s table: its share of `max_live`.
+    fn max_live(&self, shard: usize, max_live: usize) -> usize {
+        let own = (max_live as u64 * self.own).div_ceil(Self::SLOTS).max(1);
+        let cap = if shard == 0 {
+            own
+        } else {
+            (max_live as u64).saturating_sub(own).div_ceil(self.workers)
+        };
+        cap.max(1) as usize
+    }
+}
+
+/// One shard's connection engine: its flow table, and its finished connections on their way
+/// to the collector. Runs on a worker thread, or inline on the reading thread for its own
+/// share of the connections.
+struct Shard<'a, H: StreamHandler, T> {
+    shard: usize,
+    table: FlowTable<H>,
+    prepare: &'a Prepare<'a, H, T>,
+    out_tx: mpsc::SyncSender<FromWorker<T>>,
+    finished: Vec<(u64, Box<ConnectionRecord<H>>)>,
+    /// Prepared records not yet sent.
+    records: Vec<((u64, u64), T)>,
+    /// Progress reports skipped since the last one sent.
+    quiet: usize,
+}
+
+impl<'a, H: StreamHandler, T> Shard<'a, H, T> {
+    fn new(
+        shard: usize,
+        cfg: FlowConfig,
+        max_live: usize,
+        prepare: &'a Prepare<'a, H, T>,
+        out_tx: mpsc::SyncSender<FromWorker<T>>,
+    ) -> Self {
+        Shard {
+            shard,
+            table: FlowTable::new(cfg, max_live),
+            prepare,
+            out_tx,
+            finished: Vec::new(),
+            records: Vec::new(),
+            quiet: 0,
+        }
+    }
+
+    fn packet(&mut self, p: &TcpPacket<'_>, key: FlowKey, hash: u64, from_lo: bool, frame: u64) {
+        // The reader already made the key and its hash to choose this shard.
+        self.table.packet_keyed(p, key, hash, from_lo, frame);
+        // A connection that ended at this packet is prepared while its memory is cached,
+        // and its buffers serve the next new connection.
+        if self.table.has_finished() {
+            self.prepare_finished();
+        }
+    }
+
+    /// Prepares the records finished so far and gives their buffers back to the table.
+    fn prepare_finished(&mut self) {
+        self.table.take_finished(&mut self.finished);
+        for (decision, r) in self.finished.drain(..) {
+            let key = (decision, r.first_frame);
+            let (prepared, spent) = (self.prepare)(r);
+            if let Some(r) = spent {
+                self.table.recycle(r);
+            }
+            self.records.push((key, prepared));
+        }
+    }
+
+    /// Tells the collector that everything up to `progress` was decided, with the records
+    /// that came of it. Unless `always`, a report with no records is skipped now and then:
+    /// the collector is not woken after every batch, but it still learns this shard's
+    /// progress often enough that the other shards' records do not pile up waiting for it.
+    /// False once the collector is gone.
+    fn report(&mut self, progress: (u64, u64), always: bool) -> bool {
+        // Superseded connections still waiting to be finished are decided before the
+        // progress this reports.
+        self.prepare_finished();
+        if self.records.is_empty() && !always && self.quiet < QUIET_BATCHES {
+            self.quiet += 1;
+            return true;
+        }
+        self.quiet = 0;
+        let records = std::mem::take(&mut self.records);
+        self.send(records, progress, None)
+    }
+
+    fn send(
+        &self,
+        records: Vec<((u64, u64), T)>,
+        progress: (u64, u64),
+        counters: Option<TableCounters>,
+    ) -> bool {
+        self.out_tx
+            .send(FromWorker {
+                shard: self.shard,
+                records,
+                progress,
+                counters,
+            })
+            .is_ok()
+    }
+
+    /// Capture time passed a tick: expired connections are swept out and prepared.
+    fn tick(&mut self, now_ns: i64, frame: u64) {
+        self.table.tick(now_ns, frame);
+        if self.table.has_finished() {
+            self.prepare_finished();
+        }
+    }
+
+    /// Finishes the connections still open at the end of the input and sends them, a chunk
+    /// at a time in first-frame order: the collector hands each chunk on once every shard got
+    /// that far. Last, the table's counters.
+    fn end(mut self, end_ns: i64) {
+        // Normally none: the last report sent them.
+        self.prepare_finished();
+        let mut records = std::mem::take(&mut self.records);
+        self.table.finish(end_ns);
+        loop {
+            let more = self
+                .table
+                .take_some_finished(&mut self.finished, FINISH_CHUNK);
+            let prepare = self.prepare;
+            records.extend(
+                self.finished
+                    .drain(..)
+                    .map(|(decision, r)| ((decision, r.first_frame), prepare(r).0)),
+            );
+            if !more {
+                self.send(records, (u64::MAX, u64::MAX), Some(self.table.counters));
+                return;
+            }
+            let upto = records.last().map_or((0, 0), |(key, _)| *key);
+            if !self.send(std::mem::take(&mut records), upto, None) {
+                return;
+            }
         }
     }
 }
@@ -711,6 +841,56 @@ impl Batch {
             payload_len: m.payload_len,
             reassembled: m.reassembled,
             frame_len: m.frame_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Owners of evenly spread hashes, counted per shard.
+    fn spread(shards: usize) -> Vec<u64> {
+        let owners = Owners::new(shards);
+        let mut counts = vec![0u64; shards];
+        let samples = 1u64 << 16;
+        for i in 0..samples {
+            // Evenly spaced over the hash's high half, which decides.
+            let hash = (i * (u64::MAX / samples)) ^ 0xDEAD;
+            counts[owners.of(hash)] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn the_reading_thread_owns_half_a_workers_share() {
+        for shards in 2..=8 {
+            let counts = spread(shards);
+            let total: u64 = counts.iter().sum();
+            let share = |c: u64| c as f64 / total as f64;
+            let own = 1.0 / (2 * shards - 1) as f64;
+            assert!(
+                (share(counts[0]) - own).abs() < 0.01,
+                "{shards}: {counts:?}"
+            );
+            for &c in &counts[1..] {
+                assert!((share(c) - 2.0 * own).abs() < 0.01, "{shards}: {counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_hash_has_an_owner_and_the_caps_add_up() {
+        for shards in 2..=8 {
+            let owners = Owners::new(shards);
+            assert!(owners.of(0) < shards && owners.of(u64::MAX) < shards);
+            let caps: usize = (0..shards).map(|s| owners.max_live(s, 100_000)).sum();
+            assert!(
+                (100_000..100_000 + shards).contains(&caps),
+                "{shards}: {caps}"
+            );
+            assert!(owners.max_live(1, 100_000) > owners.max_live(0, 100_000));
+            assert_eq!(owners.max_live(0, 1), 1);
         }
     }
 }

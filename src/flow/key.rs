@@ -1,4 +1,4 @@
-//! Connection keys: the direction-independent 5-tuple, and the shard a connection lives on.
+//! Connection keys: the direction-independent 5-tuple, and its hash.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -61,16 +61,6 @@ impl FlowKey {
     /// in that shard's table, so a packet is hashed once however many threads there are.
     pub fn hash(&self) -> u64 {
         foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(self)
-    }
-
-    /// Which of `shards` workers owns the connection with this key hash. The hash's high
-    /// half decides, as the table inside a shard indexes by the low bits: taking the shard
-    /// from those would leave most of each table's buckets unused.
-    pub fn shard_of(hash: u64, shards: usize) -> usize {
-        if shards <= 1 {
-            return 0;
-        }
-        (((hash >> 32) * shards as u64) >> 32) as usize
     }
 }
 
