@@ -464,10 +464,10 @@ impl Owners {
     const SLOTS: u64 = 1 << 10;
 
     fn new(shards: usize) -> Self {
-        // Half a worker's share. With two shards on manyflows (short connections), a third,
-        // a quarter and two fifths of the connections for this thread gave 0.37, 0.39 and
-        // 0.40 s, and none 0.48 s; on mixed (large transfers) anything from a third to
-        // two thirds gave the same 0.34 s, and none 0.37 s.
+        // Half a worker's share. With two shards on short connections, none for this thread
+        // took 0.48 s where a third took 0.36 s; from a quarter to a half the differences
+        // were within the noise, and on large transfers anything from a third to two thirds
+        // gave the same (benches/README.md).
         let shards = shards.max(2) as u64;
         Owners {
             workers: shards - 1,
