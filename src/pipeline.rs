@@ -266,10 +266,10 @@ enum ToWorker {
     End { end_ns: i64 },
 }
 
-/// What a worker sends the collector: its finished connections, prepared, with their
+/// What a shard sends the collector: its finished connections, prepared, with their
 /// (decision moment, first frame), and how far (see [`crate::flow::table`]) it has decided
 /// everything: every record up to `progress`, in the same order, was sent.
-struct FromWorker<T> {
+struct FromShard<T> {
     shard: usize,
     records: Vec<((u64, u64), T)>,
     progress: (u64, u64),
@@ -290,7 +290,7 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
         let (free_tx, free_rx) = mpsc::channel::<Batch>();
         // Bounded: when writing the report is the slow part, the workers and then the reader
         // wait for it instead of piling up finished records.
-        let (out_tx, out_rx) = mpsc::sync_channel::<FromWorker<T>>(QUEUE_DEPTH * shards);
+        let (out_tx, out_rx) = mpsc::sync_channel::<FromShard<T>>(QUEUE_DEPTH * shards);
         let mut senders = Vec::with_capacity(shards - 1);
         for shard in 1..shards {
             let (tx, rx) = mpsc::sync_channel::<ToWorker>(QUEUE_DEPTH);
@@ -409,6 +409,8 @@ fn spawn_named<'scope, 'env, R: Send + 'scope>(
     }
 }
 
+/// A worker thread: tracks its shard's connections through the batches it is sent, then
+/// finishes the ones still open at `End`.
 fn worker<H: StreamHandler, T>(
     mut engine: Shard<'_, H, T>,
     rx: mpsc::Receiver<ToWorker>,
@@ -505,7 +507,7 @@ struct Shard<'a, H: StreamHandler, T> {
     shard: usize,
     table: FlowTable<H>,
     prepare: &'a Prepare<'a, H, T>,
-    out_tx: mpsc::SyncSender<FromWorker<T>>,
+    out_tx: mpsc::SyncSender<FromShard<T>>,
     finished: Vec<(u64, Box<ConnectionRecord<H>>)>,
     /// Prepared records not yet sent.
     records: Vec<((u64, u64), T)>,
@@ -519,7 +521,7 @@ impl<'a, H: StreamHandler, T> Shard<'a, H, T> {
         cfg: FlowConfig,
         max_live: usize,
         prepare: &'a Prepare<'a, H, T>,
-        out_tx: mpsc::SyncSender<FromWorker<T>>,
+        out_tx: mpsc::SyncSender<FromShard<T>>,
     ) -> Self {
         Shard {
             shard,
@@ -580,7 +582,7 @@ impl<'a, H: StreamHandler, T> Shard<'a, H, T> {
         counters: Option<TableCounters>,
     ) -> bool {
         self.out_tx
-            .send(FromWorker {
+            .send(FromShard {
                 shard: self.shard,
                 records,
                 progress,
@@ -627,11 +629,11 @@ impl<'a, H: StreamHandler, T> Shard<'a, H, T> {
     }
 }
 
-/// Merges the workers' records into one stream in (decision frame, first frame) order. Each
-/// worker sends its records in that order, so a merge of the per-worker queues suffices.
+/// Merges the shards' records into one stream in (decision frame, first frame) order. Each
+/// shard sends its records in that order, so a merge of the per-shard queues suffices.
 fn collect<T>(
     shards: usize,
-    rx: mpsc::Receiver<FromWorker<T>>,
+    rx: mpsc::Receiver<FromShard<T>>,
     sink: &mut (dyn FnMut(T) + Send),
 ) -> TableCounters {
     let mut progress = vec![(0u64, 0u64); shards];
