@@ -158,9 +158,9 @@ struct CommonArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Threads tracking connections (default: the number of cores), each its own share of
-    /// them; a thread for reading and one for merging come with them. -j1 runs everything on
-    /// one thread.
+    /// Threads (default: the number of cores). Several inputs are read in parallel, one thread
+    /// each; on one input, the analysis, flows and explain split its connections between them,
+    /// with a thread for reading and one for merging besides. -j1 runs everything on one thread.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<usize>,
     /// No warnings on stderr (errors still set the exit status).
