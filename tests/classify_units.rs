@@ -557,31 +557,13 @@ fn records(
     rstscope::flow::TableCounters,
 ) {
     let mut table = FlowTable::<Detector>::new(FlowConfig::default(), max_live);
-    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     for (i, &(ts, client_port, who, flags, data, seq, ack)) in packets.iter().enumerate() {
         let (sp, dp) = if who == CLIENT {
             (client_port, 8080)
         } else {
             (8080, client_port)
         };
-        let p = TcpPacket {
-            ts_ns: ts,
-            ip: IpVersion::V4,
-            src: ip,
-            dst: ip,
-            src_port: sp,
-            dst_port: dp,
-            seq,
-            ack,
-            flags: TcpFlags(flags),
-            window: 512,
-            ttl: 64,
-            options: &[],
-            payload: data,
-            payload_len: data.len() as u32,
-            reassembled: false,
-            frame_len: 54 + data.len() as u32,
-        };
+        let p = TcpPacket::loopback(ts, (sp, dp), flags, (seq, ack), data);
         table.packet(&p, i as u64 + 1);
     }
     let end = packets.last().map_or(0, |p| p.0);

@@ -122,14 +122,14 @@ pub fn flows_with(path: &Path, shards: usize) -> Vec<rstscope::flow::ConnectionR
     flows_and_summary(path, shards).0
 }
 
-/// The connections of `path`, in first-frame order, and what the engine counted besides.
-pub fn flows_and_summary(
-    path: &Path,
-    shards: usize,
-) -> (
+/// Connection records, and what the engine counted besides.
+pub type Flows = (
     Vec<rstscope::flow::ConnectionRecord<()>>,
     rstscope::pipeline::InputSummary,
-) {
+);
+
+/// The connections of `path`, in first-frame order, and what the engine counted besides.
+pub fn flows_and_summary(path: &Path, shards: usize) -> Flows {
     let (mut records, summary) = handed_on(path, shards);
     assert!(
         summary.stats.errors.is_empty(),
@@ -142,13 +142,7 @@ pub fn flows_and_summary(
 
 /// The connections of `path` in the order the engine hands them on (not sorted), from
 /// `shards` engine shards, and what the engine counted besides.
-pub fn handed_on(
-    path: &Path,
-    shards: usize,
-) -> (
-    Vec<rstscope::flow::ConnectionRecord<()>>,
-    rstscope::pipeline::InputSummary,
-) {
+pub fn handed_on(path: &Path, shards: usize) -> Flows {
     let input = rstscope::capture::Input {
         display: path.display().to_string(),
         source: rstscope::capture::InputSource::File(path.to_path_buf()),

@@ -105,10 +105,10 @@ impl TcpPacket<'_> {
 }
 
 impl<'a> TcpPacket<'a> {
-    /// For unit tests: a segment between two ports of 127.0.0.1 at `ts_ns`, as Ethernet and
-    /// IPv4 without options would frame it.
-    #[cfg(test)]
-    pub(crate) fn loopback(
+    /// A segment between two ports of 127.0.0.1 at `ts_ns`, as Ethernet and IPv4 without
+    /// options would frame it: for tests that build segments by hand.
+    #[doc(hidden)]
+    pub fn loopback(
         ts_ns: i64,
         (src_port, dst_port): (u16, u16),
         flags: u8,
