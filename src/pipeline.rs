@@ -256,8 +256,9 @@ const BATCH_BLOCKS: usize = 8;
 /// Full batches that may wait for each worker.
 const QUEUE_DEPTH: usize = 4;
 
-/// Batches after which a worker that finished no connection reports its progress anyway.
-const QUIET_BATCHES: usize = 8;
+/// Progress reports without records a shard may skip in a row (one comes after each batch a
+/// worker empties, and on the decoding thread after each batch it sends off).
+const QUIET_REPORTS: usize = 8;
 
 /// What the reader sends a worker.
 enum ToWorker {
@@ -566,7 +567,7 @@ impl<'a, H: StreamHandler, T> Shard<'a, H, T> {
         // Superseded connections still waiting to be finished are decided before the
         // progress this reports.
         self.prepare_finished();
-        if self.records.is_empty() && !always && self.quiet < QUIET_BATCHES {
+        if self.records.is_empty() && !always && self.quiet < QUIET_REPORTS {
             self.quiet += 1;
             return true;
         }
