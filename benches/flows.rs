@@ -48,6 +48,7 @@ impl Owned {
             payload_len: self.payload_len,
             reassembled: false,
             frame_len: self.frame_len,
+            payload_fingerprint: None,
         }
     }
 }

@@ -23,11 +23,14 @@
 //! by the live connections and about a second of finished ones, and any number of shards
 //! gives the same records in the same order (unless the live-connection cap evicts).
 
+mod split;
+
 use std::collections::VecDeque;
 use std::sync::mpsc;
 
 use crate::capture::{CaptureReader, Input, SharedBlock};
 use crate::decode::{Decoded, Decoder, IpVersion, TcpFlags, TcpPacket};
+use crate::flow::reassembly::fingerprint;
 use crate::flow::{
     ConnectionRecord, Endpoint, FlowConfig, FlowKey, FlowTable, StreamHandler, TableCounters,
 };
@@ -76,6 +79,30 @@ pub fn analyze_with_progress<H: StreamHandler + 'static, T: Send>(
     sink: &mut (dyn FnMut(T) + Send),
     progress: &(dyn Fn(u64) + Sync),
 ) -> InputSummary {
+    analyze_in_chunks_of(
+        input,
+        cfg,
+        shards,
+        split::CHUNK_BYTES,
+        prepare,
+        sink,
+        progress,
+    )
+}
+
+/// [`analyze_with_progress`], with a plain pcap file read in chunks of `chunk_bytes` when it
+/// is split between threads (see [`split`]). For tests: small chunks put chunk boundaries
+/// everywhere in small captures.
+#[doc(hidden)]
+pub fn analyze_in_chunks_of<H: StreamHandler + 'static, T: Send>(
+    input: &Input,
+    cfg: &FlowConfig,
+    shards: usize,
+    chunk_bytes: u64,
+    prepare: &Prepare<'_, H, T>,
+    sink: &mut (dyn FnMut(T) + Send),
+    progress: &(dyn Fn(u64) + Sync),
+) -> InputSummary {
     // The connection engine counts connections itself.
     let mut counter = Counter::new(&input.display, false);
     let mut reader = match CaptureReader::open(&input.source) {
@@ -89,6 +116,15 @@ pub fn analyze_with_progress<H: StreamHandler + 'static, T: Send>(
         }
     };
     if shards > 1 {
+        // A plain pcap file of more than one chunk: every thread reads and decodes chunks.
+        if let Some(file) = reader.chunked(&input.source, chunk_bytes) {
+            let table = split::analyze(&file, &mut counter, cfg, shards, prepare, sink, progress);
+            progress(file.len());
+            return InputSummary {
+                stats: counter.finish(Some(&reader)),
+                table,
+            };
+        }
         // With workers, reading (the kernel's copy, or decompressing) gets a thread too.
         reader.read_ahead();
     }
@@ -420,21 +456,7 @@ fn worker<H: StreamHandler, T>(
     for msg in rx {
         let reported = match msg {
             ToWorker::Batch(mut batch) => {
-                let mut ticks = batch.ticks.iter().peekable();
-                for (i, meta) in batch.metas.iter().enumerate() {
-                    while let Some(&(_, now_ns, frame)) = ticks.next_if(|t| t.0 <= i) {
-                        engine.tick(now_ns, frame);
-                    }
-                    let p = batch.packet(meta);
-                    engine.packet(&p, meta.key, meta.hash, meta.from_lo, meta.frame);
-                }
-                for &(_, now_ns, frame) in ticks {
-                    engine.tick(now_ns, frame);
-                }
-                // How far this batch got: its last packet, or a tick after it.
-                let last_packet = batch.metas.last().map_or(0, |m| m.frame << 1);
-                let last_tick = batch.ticks.last().map_or(0, |t| (t.2 << 1) | 1);
-                let last = last_packet.max(last_tick);
+                let last = engine.batch(&batch);
                 batch.clear();
                 // The reader may have stopped taking batches back; this one is then dropped.
                 let _ = free_tx.send(batch);
@@ -543,6 +565,25 @@ impl<'a, H: StreamHandler, T> Shard<'a, H, T> {
         if self.table.has_finished() {
             self.prepare_finished();
         }
+    }
+
+    /// Tracks a batch's packets and ticks, in order. Returns how far it got: its last packet,
+    /// or a tick after it (the first half of a progress key).
+    fn batch(&mut self, batch: &Batch) -> u64 {
+        let mut ticks = batch.ticks.iter().peekable();
+        for (i, meta) in batch.metas.iter().enumerate() {
+            while let Some(&(_, now_ns, frame)) = ticks.next_if(|t| t.0 <= i) {
+                self.tick(now_ns, frame);
+            }
+            let p = batch.packet(meta);
+            self.packet(&p, meta.key, meta.hash, meta.from_lo, meta.frame);
+        }
+        for &(_, now_ns, frame) in ticks {
+            self.tick(now_ns, frame);
+        }
+        let last_packet = batch.metas.last().map_or(0, |m| m.frame << 1);
+        let last_tick = batch.ticks.last().map_or(0, |t| (t.2 << 1) | 1);
+        last_packet.max(last_tick)
     }
 
     /// Prepares the records finished so far and gives their buffers back to the table.
@@ -710,6 +751,7 @@ struct Meta {
     options_len: u8,
     payload_at: u32,
     captured_len: u32,
+    fingerprint: Option<u64>,
 }
 
 /// [`Meta::block`] of a packet whose bytes were copied into the batch's arena.
@@ -771,6 +813,10 @@ impl Batch {
             }
         };
         self.bytes += p.options.len() + p.payload.len();
+        // Made here, where the bytes were just read: the shard that tracks the packet would
+        // read the payload's last bytes from this core's cache, or from memory.
+        let whole = !p.payload.is_empty() && p.payload.len() == p.payload_len as usize;
+        let fingerprint = whole.then(|| fingerprint(p.payload));
         self.metas.push(Meta {
             frame,
             key,
@@ -791,7 +837,33 @@ impl Batch {
             options_len: p.options.len().min(255) as u8,
             payload_at,
             captured_len: p.payload.len() as u32,
+            fingerprint,
         });
+    }
+
+    /// [`Batch::push`] for a packet whose frame may come before packets already in the
+    /// batch (a datagram whose IP fragments were reassembled after the batch was filled): it
+    /// takes its place in frame order, before the ticks that came after its frame.
+    fn insert(
+        &mut self,
+        p: &TcpPacket<'_>,
+        frame: u64,
+        key: FlowKey,
+        hash: u64,
+        from_lo: bool,
+        block: &SharedBlock,
+    ) {
+        let at = self.metas.partition_point(|m| m.frame < frame);
+        self.push(p, frame, key, hash, from_lo, block);
+        if let Some(moved) = self.metas.get_mut(at..) {
+            moved.rotate_right(1);
+        }
+        for tick in &mut self.ticks {
+            // A tick at `at` came after the frame numbered `tick.2`.
+            if tick.0 > at || (tick.0 == at && tick.2 >= frame) {
+                tick.0 += 1;
+            }
+        }
     }
 
     fn is_full(&self) -> bool {
@@ -844,6 +916,7 @@ impl Batch {
             payload_len: m.payload_len,
             reassembled: m.reassembled,
             frame_len: m.frame_len,
+            payload_fingerprint: m.fingerprint,
         }
     }
 }

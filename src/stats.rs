@@ -191,7 +191,9 @@ impl Counter {
                 self.s.other_ip_packets += 1;
             }
             Decoded::NonIp { .. } => self.s.non_ip_packets += 1,
-            Decoded::FragmentHeld { ip } => {
+            // Counted as held, should a caller count it here; the split analysis counts each
+            // fragment once, with what the decoder that reassembles fragments made of it.
+            Decoded::FragmentHeld { ip } | Decoded::FragmentDeferred { ip } => {
                 self.count_ip(ip);
                 self.s.ip_fragments += 1;
             }
@@ -223,6 +225,39 @@ impl Counter {
             let b = (t.dst, t.dst_port);
             connections.insert(if a <= b { (a, b) } else { (b, a) });
         }
+    }
+
+    /// Adds what `other` counted, of another part of the same input.
+    pub(crate) fn merge(&mut self, other: Counter) {
+        let (s, o) = (&mut self.s, other.s);
+        s.packets += o.packets;
+        s.bytes += o.bytes;
+        s.wire_bytes += o.wire_bytes;
+        s.ipv4_packets += o.ipv4_packets;
+        s.ipv6_packets += o.ipv6_packets;
+        s.tcp_packets += o.tcp_packets;
+        s.udp_packets += o.udp_packets;
+        s.other_ip_packets += o.other_ip_packets;
+        s.non_ip_packets += o.non_ip_packets;
+        s.unsupported_link_packets += o.unsupported_link_packets;
+        s.ip_fragments += o.ip_fragments;
+        s.reassembled_datagrams += o.reassembled_datagrams;
+        s.fragments_dropped += o.fragments_dropped;
+        s.snaplen_cut_packets += o.snaplen_cut_packets;
+        s.tcp_payload_bytes_missing += o.tcp_payload_bytes_missing;
+        s.decode_errors += o.decode_errors;
+        s.skipped_records += o.skipped_records;
+        s.errors.extend(o.errors);
+        self.link_types.extend(other.link_types);
+        if let (Some(mine), Some(theirs)) = (&mut self.connections, other.connections) {
+            mine.extend(theirs);
+        }
+        let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        self.first_ns = pick(self.first_ns, other.first_ns, i64::min);
+        self.last_ns = pick(self.last_ns, other.last_ns, i64::max);
     }
 
     pub(crate) fn fault(&mut self, e: &CaptureError, fatal: bool) {

@@ -780,6 +780,7 @@ impl Script {
                 payload_len: data.len() as u32,
                 reassembled: false,
                 frame_len: 54 + data.len() as u32,
+                payload_fingerprint: None,
             };
             table.packet(&p, i as u64 + 1);
         }

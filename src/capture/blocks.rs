@@ -150,6 +150,14 @@ impl BlockReader {
         })
     }
 
+    /// The file header of a legacy pcap input that nothing was taken from yet.
+    pub(crate) fn unread_legacy_header(&self) -> Option<&PcapHeader> {
+        match &self.records {
+            Records::Legacy { header, .. } if self.consumed == 0 => Some(header),
+            _ => None,
+        }
+    }
+
     /// The unconsumed bytes read so far.
     pub(crate) fn data(&self) -> &[u8] {
         self.block.get(self.start..self.end).unwrap_or_default()

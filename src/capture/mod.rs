@@ -23,10 +23,12 @@
 )]
 
 mod blocks;
+mod chunks;
 mod input;
 mod reader;
 
 pub use blocks::SharedBlock;
+pub use chunks::{Chunk, ChunkedFile, LegacyLayout, Walk};
 pub use input::{Input, InputSource, expand_inputs, sniff_path};
 pub use reader::{CaptureReader, Compression, FormatInfo, MAX_RECORD_LEN};
 

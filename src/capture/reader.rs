@@ -9,6 +9,7 @@ use pcap_parser::{PcapBlockOwned, PcapError};
 use serde::Serialize;
 
 use super::blocks::{BlockReader, LegacyRecord, SharedBlock};
+use super::chunks::{ChunkedFile, LegacyLayout};
 use super::input::{FullReader, InputSource, is_capture_magic, open_stream, read_full};
 use super::{Frame, LinkType};
 use crate::error::{CaptureError, CaptureErrorKind};
@@ -223,6 +224,40 @@ impl CaptureReader {
     /// handed out (see [`super::blocks`]).
     pub fn read_ahead(&mut self) {
         self.reader.read_ahead();
+    }
+
+    /// The input as a [`ChunkedFile`], when it can be read in chunks by several threads: an
+    /// uncompressed regular file in legacy pcap's usual format (what tcpdump writes), larger
+    /// than one chunk, of which no frame was taken yet. This reader then only tells the format; the chunks are read
+    /// from a handle of their own.
+    pub fn chunked(&mut self, source: &InputSource, chunk_bytes: u64) -> Option<ChunkedFile> {
+        let InputSource::File(path) = source else {
+            return None;
+        };
+        if self.state.info.compression != Compression::None {
+            return None;
+        }
+        let header = self.reader.unread_legacy_header()?.clone();
+        if !matches!(
+            header.magic_number,
+            0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1
+        ) {
+            return None;
+        }
+        let layout = LegacyLayout {
+            data_start: header.size() as u64,
+            big_endian: header.is_bigendian(),
+            nanos: header.is_nanosecond_precision(),
+            link: LinkType(header.network.0 as u32),
+            max_caplen: u64::from(header.snaplen).clamp(262_144, MAX_RECORD_LEN) as u32,
+        };
+        let chunked = ChunkedFile::open(path, layout, chunk_bytes).ok()?;
+        if chunked.chunks() < 2 {
+            return None;
+        }
+        self.state.handle_block(PcapBlockOwned::from(header), 0, 0);
+        self.finished = true;
+        Some(chunked)
     }
 
     /// Byte offset of the next record in the (decompressed) input.

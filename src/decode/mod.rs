@@ -95,6 +95,10 @@ pub struct TcpPacket<'a> {
     pub reassembled: bool,
     /// The length on the wire of the frame that carried (or completed) the segment.
     pub frame_len: u32,
+    /// [`crate::flow::reassembly::fingerprint`] of `payload`, when it was made where the
+    /// bytes were read (by the thread that decoded a packet it hands to another); `None`: the
+    /// connection engine makes it if it needs it.
+    pub payload_fingerprint: Option<u64>,
 }
 
 impl TcpPacket<'_> {
@@ -133,6 +137,7 @@ impl<'a> TcpPacket<'a> {
             payload_len: payload.len() as u32,
             reassembled: false,
             frame_len: 54 + payload.len() as u32,
+            payload_fingerprint: None,
         }
     }
 }
@@ -166,6 +171,12 @@ pub enum Decoded<'a> {
     FragmentHeld {
         ip: IpVersion,
     },
+    /// An IP fragment left to another decoder, from a decoder made with
+    /// [`Decoder::deferring_fragments`]: the one that reassembles the input's fragments in
+    /// capture order, when several threads decode parts of one input.
+    FragmentDeferred {
+        ip: IpVersion,
+    },
     /// An IP fragment dropped by reassembly (overlap, impossible offsets, caps).
     FragmentDropped {
         ip: IpVersion,
@@ -184,11 +195,22 @@ pub enum Decoded<'a> {
 #[derive(Default)]
 pub struct Decoder {
     defrag: Defragmenter,
+    /// Fragments are returned as [`Decoded::FragmentDeferred`] instead of reassembled.
+    defer_fragments: bool,
 }
 
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder for a part of an input that another decoder reassembles the fragments of:
+    /// it returns every IP fragment as [`Decoded::FragmentDeferred`] and keeps no state.
+    pub fn deferring_fragments() -> Self {
+        Decoder {
+            defer_fragments: true,
+            ..Self::default()
+        }
     }
 
     /// Datagrams whose fragments were dropped by the timeout or the caps.
@@ -325,6 +347,9 @@ impl Decoder {
         ip: IpHeaderFacts,
         frag: Fragment<'_>,
     ) -> Decoded<'a> {
+        if self.defer_fragments {
+            return Decoded::FragmentDeferred { ip: ip.version };
+        }
         match self.defrag.add(frag) {
             Reassembly::Held => Decoded::FragmentHeld { ip: ip.version },
             Reassembly::Dropped(why) => Decoded::FragmentDropped {
@@ -483,6 +508,7 @@ fn tcp_packet<'a>(
             .max(payload.len() as u32),
         reassembled,
         frame_len: ip.frame_len,
+        payload_fingerprint: None,
     }
 }
 

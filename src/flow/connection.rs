@@ -513,7 +513,14 @@ impl<H: StreamHandler> Connection<H> {
                         c,
                     )
                 };
-                let kind = stream.segment(ts, seq, p.payload, p.payload_len, &mut sink);
+                let kind = stream.segment_fingerprinted(
+                    ts,
+                    seq,
+                    p.payload,
+                    p.payload_len,
+                    p.payload_fingerprint,
+                    &mut sink,
+                );
                 match kind {
                     SegmentKind::InOrder | SegmentKind::OutOfOrder
                         if halves[me].first_data_ns.is_none() =>

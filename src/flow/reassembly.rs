@@ -182,6 +182,23 @@ impl Reassembler {
         wire_len: u32,
         sink: &mut impl FnMut(Chunk<'_>),
     ) -> SegmentKind {
+        self.segment_fingerprinted(ts_ns, seq, captured, wire_len, None, sink)
+    }
+
+    /// [`Self::segment`], with the [`fingerprint`] of all of `captured` if it is known: made
+    /// where the bytes were read, it spares reading them again here, perhaps on another core.
+    pub fn segment_fingerprinted(
+        &mut self,
+        ts_ns: i64,
+        seq: u32,
+        captured: &[u8],
+        wire_len: u32,
+        known: Option<u64>,
+        sink: &mut impl FnMut(Chunk<'_>),
+    ) -> SegmentKind {
+        let whole = captured;
+        // The known fingerprint holds for the bytes only while none were cut off.
+        let known_for = |part: &[u8]| known.filter(|_| std::ptr::eq(part, whole));
         let start = self.map.offset(seq);
         let wire = i64::from(wire_len);
         let next = self.next as i64;
@@ -203,7 +220,7 @@ impl Reassembler {
             .unwrap_or(captured);
         if end <= next {
             self.counters.retransmissions += 1;
-            let differs = self.differs_from_recent(start, captured, wire_len);
+            let differs = self.differs_from_recent(start, captured, wire_len, known_for(captured));
             if differs {
                 self.counters.differing_retransmissions += 1;
             }
@@ -220,7 +237,7 @@ impl Reassembler {
         };
         let (start, end) = (start as u64, end as u64);
         if start == self.next {
-            self.remember(start, captured, (end - start) as u32);
+            self.remember(start, captured, (end - start) as u32, known_for(captured));
             self.deliver(ts_ns, start, captured, end, sink);
             self.drain(sink);
             SegmentKind::InOrder
@@ -415,34 +432,40 @@ impl Reassembler {
         !free.is_empty()
     }
 
-    fn remember(&mut self, offset: u64, captured: &[u8], wire_len: u32) {
+    fn remember(&mut self, offset: u64, captured: &[u8], wire_len: u32, known: Option<u64>) {
         if captured.len() == wire_len as usize && wire_len > 0 {
             // Always a slot: `recent_at` is kept below RECENT.
             if let Some(slot) = self.recent.get_mut(self.recent_at) {
                 *slot = Recent {
                     offset,
                     len: wire_len,
-                    fingerprint: fingerprint(captured),
+                    fingerprint: known.unwrap_or_else(|| fingerprint(captured)),
                 };
             }
             self.recent_at = (self.recent_at + 1) % RECENT;
         }
     }
 
-    fn differs_from_recent(&self, start: i64, captured: &[u8], wire_len: u32) -> bool {
+    fn differs_from_recent(
+        &self,
+        start: i64,
+        captured: &[u8],
+        wire_len: u32,
+        known: Option<u64>,
+    ) -> bool {
         if captured.len() != wire_len as usize || start < 0 {
             return false;
         }
         self.recent
             .iter()
             .find(|r| r.len == wire_len && r.offset == start as u64)
-            .is_some_and(|r| r.fingerprint != fingerprint(captured))
+            .is_some_and(|r| r.fingerprint != known.unwrap_or_else(|| fingerprint(captured)))
     }
 }
 
 /// A cheap fingerprint of a segment: its length and its first and last 16 bytes. It touches
 /// 32 bytes whatever the segment's size, and catches a retransmission carrying other content.
-fn fingerprint(bytes: &[u8]) -> u64 {
+pub fn fingerprint(bytes: &[u8]) -> u64 {
     let (head, _) = bytes.split_at(bytes.len().min(16));
     let (_, tail) = bytes.split_at(bytes.len().saturating_sub(16));
     foldhash::fast::FixedState::with_seed(7).hash_one((bytes.len(), head, tail))

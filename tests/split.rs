@@ -1,0 +1,154 @@
+//! A plain pcap file split between threads by chunks (what the analysis does with more than
+//! one thread on a file larger than a chunk) gives the same records in the same order, the
+//! same counts and the same faults as one thread reading it front to back: with chunk
+//! boundaries everywhere (chunks of a few bytes up to a few kilobytes, over every real
+//! capture in samples/), with IP fragments of one datagram in different chunks, and on files
+//! cut short or with a corrupt length.
+
+use std::path::{Path, PathBuf};
+
+use rstscope::capture::{Input, InputSource};
+use rstscope::classify::classify;
+use rstscope::detect::Detector;
+use rstscope::flow::FlowConfig;
+use rstscope::pipeline::analyze_in_chunks_of;
+
+/// Every legacy pcap file (not pcapng, not compressed) below samples/.
+fn legacy_pcaps() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let head = std::fs::read(&path).unwrap_or_default();
+            let magic = head.get(..4).unwrap_or_default();
+            let legacy = [
+                [0xd4, 0xc3, 0xb2, 0xa1],
+                [0xa1, 0xb2, 0xc3, 0xd4],
+                [0x4d, 0x3c, 0xb2, 0xa1],
+                [0xa1, 0xb2, 0x3c, 0x4d],
+            ];
+            if legacy.iter().any(|m| m == magic) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Everything the analysis hands on for `path`: each connection's record and verdict in the
+/// order handed on, then the input's counts and faults, as one JSON text.
+fn analysis(path: &Path, shards: usize, chunk_bytes: u64) -> String {
+    let input = Input {
+        display: "capture".into(),
+        source: InputSource::File(path.to_path_buf()),
+    };
+    let mut out = Vec::new();
+    let summary = analyze_in_chunks_of::<Detector, _>(
+        &input,
+        &FlowConfig::default(),
+        shards,
+        chunk_bytes,
+        &|r| {
+            let verdict = classify(&r);
+            let text = format!(
+                "{} {:?}",
+                serde_json::to_string(&*r).unwrap(),
+                serde_json::to_string(&verdict).unwrap()
+            );
+            (text, None)
+        },
+        &mut |line| out.push(line),
+        &|_| {},
+    );
+    out.push(serde_json::to_string(&summary.stats).unwrap());
+    // Not the peak of live connections: with shards it is the sum of each shard's peak.
+    let t = summary.table;
+    out.push(format!("{} {} {}", t.evicted, t.idle_timeouts, t.trailing));
+    out.join("\n")
+}
+
+fn assert_same_split(path: &Path, chunk_sizes: &[u64]) {
+    let one = analysis(path, 1, u64::MAX);
+    for &chunk in chunk_sizes {
+        for shards in [2, 3] {
+            let split = analysis(path, shards, chunk);
+            let first_difference = one
+                .lines()
+                .zip(split.lines())
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("one thread:\n{a}\nsplit:\n{b}"));
+            assert!(
+                split == one,
+                "{}: {shards} threads in chunks of {chunk} bytes differ from one thread; {}",
+                path.display(),
+                first_difference.unwrap_or_else(|| "in the number of lines".into())
+            );
+        }
+    }
+}
+
+#[test]
+fn every_sample_gives_the_same_analysis_split_in_chunks() {
+    let files = legacy_pcaps();
+    assert!(files.len() > 50, "{} legacy pcap samples", files.len());
+    for path in &files {
+        let len = std::fs::metadata(path).unwrap().len();
+        // Chunks smaller than a record header, than most records, and a few per file.
+        assert_same_split(path, &[7, 300, 1_500, len / 3 + 1]);
+    }
+}
+
+#[test]
+fn fragments_of_one_datagram_in_different_chunks_are_reassembled() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/ingest/ipv4-fragments.pcap");
+    let one = analysis(&path, 1, u64::MAX);
+    assert!(one.contains("\"reassembled_datagrams\":"), "{one}");
+    assert!(!one.contains("\"reassembled_datagrams\":0"), "{one}");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let sizes: Vec<u64> = (1..=40).map(|i| i * 61).chain([len / 2]).collect();
+    assert_same_split(&path, &sizes);
+}
+
+#[test]
+fn cut_and_corrupt_files_end_at_the_same_fault() {
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/scenarios/healthy-large-download.pcap");
+    let bytes = std::fs::read(&source).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcap");
+    // Cut inside record headers and inside packets, all through the file.
+    for at in (100..bytes.len()).step_by(bytes.len() / 23) {
+        std::fs::write(&cut, &bytes[..at]).unwrap();
+        let one = analysis(&cut, 1, u64::MAX);
+        assert!(one.contains("truncated"), "cut at {at}: {one}");
+        for chunk in [333, 4_096] {
+            assert_eq!(
+                analysis(&cut, 2, chunk),
+                one,
+                "cut at {at}, chunks of {chunk}"
+            );
+        }
+    }
+    // A record header in the middle that claims 2 GB.
+    let mut at = 24;
+    let mut records = 0;
+    while records < 40 {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + caplen;
+        records += 1;
+    }
+    let mut corrupt = bytes.clone();
+    corrupt[at + 8..at + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    std::fs::write(&cut, &corrupt).unwrap();
+    let one = analysis(&cut, 1, u64::MAX);
+    assert!(one.contains(&format!("\"offset\":{at}")), "{one}");
+    for chunk in [333, 4_096, 100_000] {
+        assert_eq!(analysis(&cut, 2, chunk), one, "chunks of {chunk}");
+    }
+}
