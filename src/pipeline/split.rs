@@ -113,36 +113,22 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
         // Bounded: when writing the report is the slow part, the threads wait for it instead
         // of piling up finished records.
         let (out_tx, out_rx) = mpsc::sync_channel::<FromShard<T>>(QUEUE_DEPTH * n);
-        let mut carries = Vec::with_capacity(n);
-        let mut tokens = Vec::with_capacity(n);
-        let mut handed = Vec::with_capacity(n);
-        for _ in 0..n {
-            carries.push(mpsc::channel::<Carry>());
-            tokens.push(mpsc::channel::<Box<Decoder>>());
-            // Unbounded, so that no thread ever waits to send (see above); how far the
-            // threads can run apart bounds what waits in them.
-            handed.push(mpsc::channel::<Handed>());
-        }
-        let handed_tx: Vec<_> = handed.iter().map(|(tx, _)| tx.clone()).collect();
+        // Thread t receives on the t-th of each: walks and the reassembler come from the
+        // thread before it in the ring, batches from every other thread. Batches go unbounded,
+        // so that sending never waits (see above).
+        let (carry_tx, carry_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
+        let (token_tx, token_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
+        let (handed_tx, handed_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
         // The first chunk's walk starts at the first record; its reassembler is new.
-        let _ = carries[0].0.send(Carry {
+        let _ = carry_tx[0].send(Carry {
             walk: file.start(),
             next_tick: i64::MIN,
         });
-        let _ = tokens[0].0.send(Box::new(Decoder::new()));
-        let mut lanes = Vec::with_capacity(n);
-        let mut handed_rx = handed.into_iter().map(|(_, rx)| rx);
-        let mut carry_rx = Vec::with_capacity(n);
-        let mut token_rx = Vec::with_capacity(n);
-        let carry_tx: Vec<_> = carries.iter().map(|(tx, _)| tx.clone()).collect();
-        let token_tx: Vec<_> = tokens.iter().map(|(tx, _)| tx.clone()).collect();
-        for (c, t) in carries.into_iter().zip(tokens) {
-            carry_rx.push(c.1);
-            token_rx.push(t.1);
-        }
-        for (t, (carry_rx, token_rx)) in carry_rx.into_iter().zip(token_rx).enumerate() {
-            let next = (t + 1) % n;
-            lanes.push(Lane {
+        let _ = token_tx[0].send(Box::new(Decoder::new()));
+        let receivers = carry_rx.into_iter().zip(token_rx).zip(handed_rx);
+        let lanes: Vec<_> = receivers
+            .enumerate()
+            .map(|(t, ((carry_rx, token_rx), handed_rx))| Lane {
                 t,
                 shared: &shared,
                 engine: Shard::new(
@@ -155,10 +141,10 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
                 counter: Counter::new("", false),
                 decoder: Decoder::deferring_fragments(),
                 carry_rx,
-                carry_tx: carry_tx[next].clone(),
+                carry_tx: carry_tx[(t + 1) % n].clone(),
                 token_rx,
-                token_tx: token_tx[next].clone(),
-                handed_rx: handed_rx.next(),
+                token_tx: token_tx[(t + 1) % n].clone(),
+                handed_rx,
                 handed_tx: handed_tx.clone(),
                 waiting: BTreeMap::new(),
                 next: 0,
@@ -166,8 +152,8 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
                 unreported: 0,
                 free_batches: Vec::new(),
                 spare: Vec::new(),
-            });
-        }
+            })
+            .collect();
         drop((out_tx, carry_tx, token_tx, handed_tx));
         let collector = spawn_named(scope, "rstscope-merge".into(), move || {
             collect(n, out_rx, sink)
@@ -218,7 +204,7 @@ struct Lane<'a, H: StreamHandler, T> {
     token_rx: mpsc::Receiver<Box<Decoder>>,
     token_tx: mpsc::Sender<Box<Decoder>>,
     /// Batches of this thread's shard from the other threads' chunks.
-    handed_rx: Option<mpsc::Receiver<Handed>>,
+    handed_rx: mpsc::Receiver<Handed>,
     handed_tx: Vec<mpsc::Sender<Handed>>,
     /// Batches received before their turn, by chunk.
     waiting: BTreeMap<usize, Handed>,
@@ -292,9 +278,20 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
                 self.pass_on_end(index, carry);
                 return None;
             }
-            // The thread of the chunk before stopped (it panicked): so does this one.
+            // The thread of the chunk before stopped (it panicked): so do the others.
             Err(_) => {
-                self.waiting.insert(index, Handed::none(index, 0));
+                let walk = Walk {
+                    at: 0,
+                    frames: self.last_frame,
+                    ended: true,
+                };
+                self.pass_on_end(
+                    index,
+                    Carry {
+                        walk,
+                        next_tick: i64::MIN,
+                    },
+                );
                 return None;
             }
         };
@@ -331,8 +328,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
     }
 
     /// Walks chunk `index`'s records and passes on where the next chunk's start. Returns the
-    /// chunk and its ticks: (index of the record the tick comes before, now, number of the
-    /// frame before it).
+    /// chunk and its ticks.
     fn walk(&mut self, index: usize, bytes: Vec<u8>, carry: Carry) -> (Chunk, Ticks) {
         let file = self.shared.file;
         let mut ticks = Vec::new();
@@ -437,7 +433,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
             if let Some(h) = self.waiting.remove(&index) {
                 return h.batch.is_some().then_some(h);
             }
-            let h = self.handed_rx.as_ref()?.recv().ok()?;
+            let h = self.handed_rx.recv().ok()?;
             self.waiting.insert(h.chunk, h);
         }
     }
@@ -449,7 +445,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
         }
     }
 
-    /// Tracks one chunk's batch of this shard and reports how far this shard got.
+    /// Tracks one chunk's batch of this shard; now and then reports how far it got.
     fn track(&mut self, mut batch: Batch, last_frame: u64) {
         self.engine.batch(&batch);
         self.last_frame = last_frame;
