@@ -2,6 +2,10 @@
 //! connection engine either here too (`shards == 1`) or split into `shards` shards by
 //! connection: one on this thread, the others on worker threads.
 //!
+//! A plain pcap file larger than one chunk is split between the threads by chunks instead:
+//! each thread reads and decodes its own chunks and tracks one shard ([`split`]). What follows
+//! is the hand-over, for every other input (pcapng, compressed, stdin).
+//!
 //! With workers, the capture reader reads ahead on a thread of its own, and this thread
 //! decodes each packet just enough to know its connection's key. It tracks the connections
 //! of its own shard itself, with no hand-over at all, and adds every other packet to the

@@ -228,8 +228,8 @@ impl CaptureReader {
 
     /// The input as a [`ChunkedFile`], when it can be read in chunks by several threads: an
     /// uncompressed regular file in legacy pcap's usual format (what tcpdump writes), larger
-    /// than one chunk, of which no frame was taken yet. This reader then only tells the format; the chunks are read
-    /// from a handle of their own.
+    /// than one chunk, of which no frame was taken yet. This reader then only tells the
+    /// format; the chunks are read from a handle of their own.
     pub fn chunked(&mut self, source: &InputSource, chunk_bytes: u64) -> Option<ChunkedFile> {
         let InputSource::File(path) = source else {
             return None;
