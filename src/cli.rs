@@ -319,12 +319,32 @@ fn for_inputs<T: Send>(
     // One input gets every thread as connection-engine shards; several inputs get a thread
     // each.
     let shards = if inputs.len() == 1 { config.jobs } else { 1 };
+    let results = map_inputs(config.jobs, &inputs, |_, i| each(i, shards))?;
+    Ok((results, !arg_errors.is_empty()))
+}
+
+/// `f` of every input, in input order: on this thread when there is only one (its shards
+/// have threads of their own, and an idle pool thread only competed with them for the cores
+/// as it started), else on a pool of `jobs` threads, one input each at a time.
+fn map_inputs<T: Send>(
+    jobs: usize,
+    inputs: &[Input],
+    f: impl Fn(usize, &Input) -> T + Sync + Send,
+) -> io::Result<Vec<T>> {
+    if inputs.len() <= 1 {
+        return Ok(inputs.iter().enumerate().map(|(n, i)| f(n, i)).collect());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.jobs)
+        .num_threads(jobs)
         .build()
         .map_err(io::Error::other)?;
-    let results = pool.install(|| inputs.par_iter().map(|i| each(i, shards)).collect());
-    Ok((results, !arg_errors.is_empty()))
+    Ok(pool.install(|| {
+        inputs
+            .par_iter()
+            .enumerate()
+            .map(|(n, i)| f(n, i))
+            .collect()
+    }))
 }
 
 /// Warns of an input's faults on stderr; returns whether the input could not be read at all
@@ -520,85 +540,68 @@ fn run_analysis(
     let progress = Progress::new(&inputs, config.quiet);
     let markdown = config.format == Format::Markdown;
     let html = config.format == Format::Html;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.jobs)
-        .build()
-        .map_err(io::Error::other)?;
     // Each input is judged connection by connection as its connections finish; only failing
     // ones (all with --all) are kept for the listing.
-    let per_input: Vec<(InputSummary, Findings)> = pool.install(|| {
-        inputs
-            .par_iter()
-            .enumerate()
-            .map(|(n, input)| {
-                let mut f = Findings::listing_at_most(max_listed);
-                let summary = analyze_with_progress::<Detector, _>(
-                    input,
-                    &config.flow,
-                    shards,
-                    // Classified and filtered on the worker that tracked the connection,
-                    // where the record is also freed unless a ladder diagram needs it; what
-                    // moves on to the merge is boxed, as it is a kilobyte.
-                    &|r| {
-                        let judgement = classify::judge(&r);
-                        let class = judgement.class();
-                        if !filter.keeps(&r, class) {
-                            return (None, Some(r));
+    let per_input: Vec<(InputSummary, Findings)> = map_inputs(config.jobs, &inputs, |n, input| {
+        let mut f = Findings::listing_at_most(max_listed);
+        let summary = analyze_with_progress::<Detector, _>(
+            input,
+            &config.flow,
+            shards,
+            // Classified and filtered on the worker that tracked the connection,
+            // where the record is also freed unless a ladder diagram needs it; what
+            // moves on to the merge is boxed, as it is a kilobyte.
+            &|r| {
+                let judgement = classify::judge(&r);
+                let class = judgement.class();
+                if !filter.keeps(&r, class) {
+                    return (None, Some(r));
+                }
+                if !(class.is_failure() || all) {
+                    // Not listed: only what the summary counts moves on, and the
+                    // verdict is not completed.
+                    let tally = Tally::of_judgement(r.server, r.start_ns, &judgement);
+                    return (Some(Prepared::Counted(tally)), Some(r));
+                }
+                let judged = Judged::new(&input.display, &r, judgement.verdict(&r));
+                let ladder = judged.verdict.class.is_failure() && (markdown || html);
+                // The record only travels on (boxed itself) when a ladder needs it;
+                // otherwise it goes back to the engine for its buffers.
+                let (kept, spent) = if ladder {
+                    (Some(r), None)
+                } else {
+                    (None, Some(r))
+                };
+                (Some(Prepared::Listed(Box::new((judged, kept)))), spent)
+            },
+            &mut |prepared| {
+                progress.connection();
+                let (judged, record) = match prepared {
+                    None => return,
+                    Some(Prepared::Counted(tally)) => return f.count(tally),
+                    Some(Prepared::Listed(listed)) => *listed,
+                };
+                if let Some(r) = &record {
+                    let class = judged.verdict.class;
+                    if markdown && !f.ladders.contains_key(&class) {
+                        let mut ladder = Vec::new();
+                        if explain::write_explain(&mut ladder, &input.display, r, &judged.verdict)
+                            .is_ok()
+                        {
+                            f.ladders
+                                .insert(class, String::from_utf8_lossy(&ladder).into_owned());
                         }
-                        if !(class.is_failure() || all) {
-                            // Not listed: only what the summary counts moves on, and the
-                            // verdict is not completed.
-                            let tally = Tally::of_judgement(r.server, r.start_ns, &judgement);
-                            return (Some(Prepared::Counted(tally)), Some(r));
-                        }
-                        let judged = Judged::new(&input.display, &r, judgement.verdict(&r));
-                        let ladder = judged.verdict.class.is_failure() && (markdown || html);
-                        // The record only travels on (boxed itself) when a ladder needs it;
-                        // otherwise it goes back to the engine for its buffers.
-                        let (kept, spent) = if ladder {
-                            (Some(r), None)
-                        } else {
-                            (None, Some(r))
-                        };
-                        (Some(Prepared::Listed(Box::new((judged, kept)))), spent)
-                    },
-                    &mut |prepared| {
-                        progress.connection();
-                        let (judged, record) = match prepared {
-                            None => return,
-                            Some(Prepared::Counted(tally)) => return f.count(tally),
-                            Some(Prepared::Listed(listed)) => *listed,
-                        };
-                        if let Some(r) = &record {
-                            let class = judged.verdict.class;
-                            if markdown && !f.ladders.contains_key(&class) {
-                                let mut ladder = Vec::new();
-                                if explain::write_explain(
-                                    &mut ladder,
-                                    &input.display,
-                                    r,
-                                    &judged.verdict,
-                                )
-                                .is_ok()
-                                {
-                                    f.ladders.insert(
-                                        class,
-                                        String::from_utf8_lossy(&ladder).into_owned(),
-                                    );
-                                }
-                            }
-                            if html {
-                                f.html_ladders.offer(&input.display, r);
-                            }
-                        }
-                        f.add(judged, all);
-                    },
-                    &|read| progress.read(n, read),
-                );
-                (summary, f)
-            })
-            .collect()
-    });
+                    }
+                    if html {
+                        f.html_ladders.offer(&input.display, r);
+                    }
+                }
+                f.add(judged, all);
+            },
+            &|read| progress.read(n, read),
+        );
+        (summary, f)
+    })?;
     progress.finish();
     // The capture time span, for the html page's title.
     let (mut first, mut last): (Option<String>, Option<String>) = (None, None);

@@ -163,19 +163,34 @@ impl ChunkedFile {
         let mut records = 0;
         let mut fault = None;
         while !walk.ended && walk.at < end {
-            let pos = (walk.at - base) as usize;
-            let header = match self.extend(&mut bytes, base, pos + RECORD_HEADER) {
-                Ok(true) => bytes.get(pos..pos + RECORD_HEADER).unwrap_or_default(),
-                Ok(false) => {
-                    fault = Some(CaptureErrorKind::Truncated);
+            // Most records lie whole in the bytes read: walked here without reading more.
+            let mut pos = (walk.at - base) as usize;
+            let stop = (end - base) as usize;
+            while pos < stop {
+                let Some(fields) = RecordHeader::at(&bytes, pos, &self.layout) else {
+                    break;
+                };
+                let next = pos + RECORD_HEADER + fields.caplen as usize;
+                if fields.caplen > self.layout.max_caplen || next > bytes.len() {
                     break;
                 }
-                Err(e) => {
-                    fault = Some(io_fault(&e));
-                    break;
-                }
+                record(records, fields.ts_ns);
+                records += 1;
+                walk.frames += 1;
+                pos = next;
+            }
+            walk.at = base + pos as u64;
+            if walk.at >= end {
+                break;
+            }
+            // The record that crosses the end of what was read, or a fault.
+            if let Err(kind) = self.extend(&mut bytes, base, pos + RECORD_HEADER) {
+                fault = Some(kind);
+                break;
+            }
+            let Some(fields) = RecordHeader::at(&bytes, pos, &self.layout) else {
+                break;
             };
-            let fields = RecordHeader::read(header, &self.layout);
             if fields.caplen > self.layout.max_caplen {
                 fault = Some(CaptureErrorKind::RecordTooLarge {
                     len: u64::from(fields.caplen),
@@ -184,16 +199,9 @@ impl ChunkedFile {
                 break;
             }
             let total = RECORD_HEADER + fields.caplen as usize;
-            match self.extend(&mut bytes, base, pos + total) {
-                Ok(true) => {}
-                Ok(false) => {
-                    fault = Some(CaptureErrorKind::Truncated);
-                    break;
-                }
-                Err(e) => {
-                    fault = Some(io_fault(&e));
-                    break;
-                }
+            if let Err(kind) = self.extend(&mut bytes, base, pos + total) {
+                fault = Some(kind);
+                break;
             }
             record(records, fields.ts_ns);
             records += 1;
@@ -219,26 +227,23 @@ impl ChunkedFile {
         (chunk, walk, fault)
     }
 
-    /// Makes `bytes` (the file from `base`) at least `len` long, reading what is missing.
-    /// False if the file ends before.
-    fn extend(&self, bytes: &mut Vec<u8>, base: u64, len: usize) -> std::io::Result<bool> {
+    /// Makes `bytes` (the file from `base`) at least `len` long, reading what is missing:
+    /// the input ends with a truncated record if the file ends before.
+    fn extend(&self, bytes: &mut Vec<u8>, base: u64, len: usize) -> Result<(), CaptureErrorKind> {
         let have = bytes.len();
         if len <= have {
-            return Ok(true);
+            return Ok(());
         }
         if base.saturating_add(len as u64) > self.len {
-            return Ok(false);
+            return Err(CaptureErrorKind::Truncated);
         }
         bytes.resize(len, 0);
         let missing = bytes.get_mut(have..).unwrap_or_default();
-        self.file.read_exact_at(missing, base + have as u64)?;
-        Ok(true)
-    }
-}
-
-fn io_fault(e: &std::io::Error) -> CaptureErrorKind {
-    CaptureErrorKind::Io {
-        detail: e.to_string(),
+        self.file
+            .read_exact_at(missing, base + have as u64)
+            .map_err(|e| CaptureErrorKind::Io {
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -250,26 +255,41 @@ struct RecordHeader {
 }
 
 impl RecordHeader {
-    /// Reads a 16-byte record header (shorter input reads as zeros).
-    fn read(header: &[u8], layout: &LegacyLayout) -> RecordHeader {
-        let field = |at: usize| -> u32 {
-            let bytes: [u8; 4] = header
-                .get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .unwrap_or_default();
+    /// Reads the record header at `pos` of `bytes`, if all 16 bytes are there.
+    fn at(bytes: &[u8], pos: usize, layout: &LegacyLayout) -> Option<RecordHeader> {
+        let header: &[u8; RECORD_HEADER] = bytes.get(pos..pos + RECORD_HEADER)?.try_into().ok()?;
+        let [
+            s0,
+            s1,
+            s2,
+            s3,
+            f0,
+            f1,
+            f2,
+            f3,
+            c0,
+            c1,
+            c2,
+            c3,
+            o0,
+            o1,
+            o2,
+            o3,
+        ] = *header;
+        let field = |b: [u8; 4]| {
             if layout.big_endian {
-                u32::from_be_bytes(bytes)
+                u32::from_be_bytes(b)
             } else {
-                u32::from_le_bytes(bytes)
+                u32::from_le_bytes(b)
             }
         };
-        let frac = i64::from(field(4));
+        let frac = i64::from(field([f0, f1, f2, f3]));
         let frac = if layout.nanos { frac } else { frac * 1_000 };
-        RecordHeader {
-            ts_ns: i64::from(field(0)) * 1_000_000_000 + frac,
-            caplen: field(8),
-            orig_len: field(12),
-        }
+        Some(RecordHeader {
+            ts_ns: i64::from(field([s0, s1, s2, s3])) * 1_000_000_000 + frac,
+            caplen: field([c0, c1, c2, c3]),
+            orig_len: field([o0, o1, o2, o3]),
+        })
     }
 }
 
@@ -277,23 +297,20 @@ impl Chunk {
     /// The chunk's frames, in order.
     pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
         let mut pos = self.first;
-        (0..self.records).map(move |_| {
-            let header = self.block.get(pos..).unwrap_or_default();
-            let fields = RecordHeader::read(header, &self.layout);
+        (0..self.records).map_while(move |_| {
+            // Always there: the walk checked every record.
+            let fields = RecordHeader::at(&self.block, pos, &self.layout)?;
             let start = pos + RECORD_HEADER;
-            let data = self
-                .block
-                .get(start..start + fields.caplen as usize)
-                .unwrap_or_default();
+            let data = self.block.get(start..start + fields.caplen as usize)?;
             let offset = self.base + pos as u64;
             pos = start + fields.caplen as usize;
-            Frame {
+            Some(Frame {
                 ts_ns: fields.ts_ns,
                 link_type: self.layout.link,
                 data,
                 orig_len: fields.orig_len,
                 offset,
-            }
+            })
         })
     }
 }
