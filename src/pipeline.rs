@@ -35,9 +35,7 @@ use std::sync::mpsc;
 use crate::capture::{CaptureReader, Input, SharedBlock};
 use crate::decode::{Decoded, Decoder, IpVersion, TcpFlags, TcpPacket};
 use crate::flow::reassembly::fingerprint;
-use crate::flow::{
-    ConnectionRecord, Endpoint, FlowConfig, FlowKey, FlowTable, StreamHandler, TableCounters,
-};
+use crate::flow::{ConnectionRecord, FlowConfig, FlowKey, FlowTable, StreamHandler, TableCounters};
 use crate::stats::{Counter, InputStats};
 
 /// What reading one input left besides its connections.
@@ -212,13 +210,7 @@ fn read_loop(
                 frame_no += 1;
                 end_ns = end_ns.max(frame.ts_ns);
                 let decoded = decoder.decode(&frame);
-                counter.add(
-                    frame.ts_ns,
-                    frame.link_type,
-                    frame.data.len(),
-                    frame.orig_len,
-                    &decoded,
-                );
+                counter.add(&frame, &decoded);
                 if let Decoded::Tcp(t) = &decoded {
                     feed(Feed::Tcp(t, frame_no, block));
                 }
@@ -377,16 +369,7 @@ fn sharded<H: StreamHandler + 'static, T: Send>(
             |feed| match feed {
                 Feed::Tcp(p, frame, block) => {
                     last_frame = frame;
-                    let (key, from_lo) = FlowKey::of(
-                        Endpoint {
-                            ip: p.src,
-                            port: p.src_port,
-                        },
-                        Endpoint {
-                            ip: p.dst,
-                            port: p.dst_port,
-                        },
-                    );
+                    let (key, from_lo) = FlowKey::of_packet(p);
                     let hash = key.hash();
                     let Some(worker) = owners.of(hash).checked_sub(1) else {
                         own.packet(p, key, hash, from_lo, frame);

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::capture::{CaptureReader, Compression, Input, LinkType};
+use crate::capture::{CaptureReader, Compression, Frame, Input, LinkType};
 use crate::decode::{Decoded, IpVersion, TcpPacket};
 use crate::error::CaptureError;
 use crate::timefmt::rfc3339_ns;
@@ -152,14 +152,10 @@ impl Counter {
         }
     }
 
-    pub(crate) fn add(
-        &mut self,
-        ts_ns: i64,
-        link: LinkType,
-        captured: usize,
-        wire: u32,
-        d: &Decoded<'_>,
-    ) {
+    /// Counts a frame, and what it decoded to.
+    pub(crate) fn add(&mut self, frame: &Frame<'_>, d: &Decoded<'_>) {
+        let (ts_ns, link) = (frame.ts_ns, frame.link_type);
+        let (captured, wire) = (frame.data.len(), frame.orig_len);
         let s = &mut self.s;
         s.packets += 1;
         s.bytes += captured as u64;

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
+use crate::decode::TcpPacket;
+
 /// Seed of the shard hash: fixed, so shards are the same in every run.
 const SHARD_SEED: u64 = 0x5EED_F10E;
 
@@ -59,6 +61,19 @@ impl FlowKey {
     /// The key's hash: fixed-seeded, so every run (and both directions) gives the same. The
     /// reader computes it once per packet; it picks the shard and then places the connection
     /// in that shard's table, so a packet is hashed once however many threads there are.
+    /// The key of a TCP segment's connection, and whether its sender is the key's `lo` side.
+    pub fn of_packet(p: &TcpPacket<'_>) -> (FlowKey, bool) {
+        let src = Endpoint {
+            ip: p.src,
+            port: p.src_port,
+        };
+        let dst = Endpoint {
+            ip: p.dst,
+            port: p.dst_port,
+        };
+        FlowKey::of(src, dst)
+    }
+
     pub fn hash(&self) -> u64 {
         foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(self)
     }

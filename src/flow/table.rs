@@ -34,7 +34,7 @@ use hashbrown::HashTable;
 use super::connection::{
     Connection, ConnectionRecord, EndReason, FlowConfig, Reusable, StreamHandler,
 };
-use super::key::{Endpoint, FlowKey};
+use super::key::FlowKey;
 use crate::decode::TcpPacket;
 
 /// Counts of the table's lifecycle decisions.
@@ -220,15 +220,7 @@ impl<H: StreamHandler> FlowTable<H> {
 
     /// Takes a TCP packet; `frame` is its 1-based number in the input.
     pub fn packet(&mut self, p: &TcpPacket<'_>, frame: u64) {
-        let src = Endpoint {
-            ip: p.src,
-            port: p.src_port,
-        };
-        let dst = Endpoint {
-            ip: p.dst,
-            port: p.dst_port,
-        };
-        let (key, from_lo) = FlowKey::of(src, dst);
+        let (key, from_lo) = FlowKey::of_packet(p);
         self.packet_keyed(p, key, key.hash(), from_lo, frame);
     }
 

@@ -39,7 +39,7 @@ use super::{Batch, FromShard, Prepare, QUEUE_DEPTH, Shard, TICK_NS, collect, spa
 use crate::capture::{Chunk, ChunkedFile, SharedBlock, Walk};
 use crate::decode::{Decoded, Decoder, TcpPacket};
 use crate::error::{CaptureError, CaptureErrorKind};
-use crate::flow::{Endpoint, FlowConfig, FlowKey, StreamHandler, TableCounters};
+use crate::flow::{FlowConfig, FlowKey, StreamHandler, TableCounters};
 use crate::stats::Counter;
 
 /// Bytes per chunk: a chunk and the batches made of it stay in a core's cache.
@@ -379,13 +379,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
                 deferred.push((frame_no, frame));
                 continue;
             }
-            self.counter.add(
-                frame.ts_ns,
-                frame.link_type,
-                frame.data.len(),
-                frame.orig_len,
-                &decoded,
-            );
+            self.counter.add(&frame, &decoded);
             if let Decoded::Tcp(p) = &decoded {
                 sort(&mut batches, p, frame_no, &chunk.block, false);
             }
@@ -395,13 +389,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
         if let Ok(mut reassembler) = self.token_rx.recv() {
             for (frame_no, frame) in &deferred {
                 let decoded = reassembler.decode(frame);
-                self.counter.add(
-                    frame.ts_ns,
-                    frame.link_type,
-                    frame.data.len(),
-                    frame.orig_len,
-                    &decoded,
-                );
+                self.counter.add(frame, &decoded);
                 if let Decoded::Tcp(p) = &decoded {
                     sort(&mut batches, p, *frame_no, &chunk.block, true);
                 }
@@ -478,16 +466,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
 /// Puts a TCP segment in the batch of the shard that owns its connection; `insert`: in frame
 /// order among the packets already there.
 fn sort(batches: &mut [Batch], p: &TcpPacket<'_>, frame: u64, block: &SharedBlock, insert: bool) {
-    let (key, from_lo) = FlowKey::of(
-        Endpoint {
-            ip: p.src,
-            port: p.src_port,
-        },
-        Endpoint {
-            ip: p.dst,
-            port: p.dst_port,
-        },
-    );
+    let (key, from_lo) = FlowKey::of_packet(p);
     let hash = key.hash();
     let shards = batches.len();
     let Some(batch) = batches.get_mut(shard_of(hash, shards)) else {
