@@ -13,14 +13,15 @@
 //! 1. reads the chunk (the kernel's copy out of the page cache);
 //! 2. waits for where the chunk's first record starts, which the walk of the chunk before
 //!    passes on, walks the chunk's record headers and passes on where the next chunk's first
-//!    record starts (with the tick clock): a quick pass, so that walks run ahead of decoding;
+//!    record starts (with the tick clock): a quick pass, done an iteration before the chunk
+//!    is decoded, so that the walks run ahead of the decoding;
 //! 3. decodes and counts every frame, and sorts its TCP segments into one batch per shard,
 //!    with the ticks in place among them;
 //! 4. waits for the one reassembler of IP fragments, which passes from chunk to chunk, gives
 //!    it the chunk's fragments in order and passes it on: fragments of one datagram may lie in
 //!    different chunks;
 //! 5. sends each other shard its batch, then tracks its own shard's connections through the
-//!    batches of every chunk up to this one, in chunk order.
+//!    batches of every chunk up to the round before this one, in chunk order.
 //!
 //! Each shard thus sees its packets, and the ticks, in capture order, exactly as on one
 //! thread, and the records are merged as in the hand-over ([`super::collect`]).
@@ -199,8 +200,11 @@ struct Lane<'a, H: StreamHandler, T> {
     counter: Counter,
     /// Decodes this thread's chunks, leaving fragments to the one reassembler.
     decoder: Decoder,
+    /// Where this thread's chunks start, from the thread before in the ring; and where the
+    /// next thread's start, to it.
     carry_rx: mpsc::Receiver<Carry>,
     carry_tx: mpsc::Sender<Carry>,
+    /// The one reassembler of IP fragments, likewise round the ring.
     token_rx: mpsc::Receiver<Box<Decoder>>,
     token_tx: mpsc::Sender<Box<Decoder>>,
     /// Batches of this thread's shard from the other threads' chunks.
@@ -225,7 +229,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
         let n = self.shared.threads;
         let mut index = self.t;
         // Each chunk is read and walked an iteration before it is decoded: the walk of the
-        // next chunk, on the other thread, then never waits for this one's.
+        // next chunk, on the other thread, then seldom waits for this one's.
         let mut ahead = self.read_and_walk(index);
         while let Some((chunk, ticks)) = ahead.take() {
             ahead = self.read_and_walk(index + n);
