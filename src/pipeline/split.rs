@@ -1,5 +1,5 @@
-//! One plain pcap file on several threads, each of which reads, walks and decodes its own
-//! chunks of the file ([`ChunkedFile`]) and tracks its own shard of the connections.
+//! One plain pcap file on several threads, each of which reads, walks and decodes chunks of
+//! the file ([`ChunkedFile`]) and tracks its own shard of the connections.
 //!
 //! The hand-over (the parent module) reads and decodes on one thread and hands packets to the
 //! workers. On large transfers that thread was the bottleneck: besides the walk over every
@@ -9,32 +9,34 @@
 //! packets, written one after another into batches, and the few payload bytes the protocol
 //! detectors read.
 //!
-//! Thread `t` of `n` takes chunks `t`, `t + n`, `t + 2n`, ... For each it
-//! 1. reads the chunk (the kernel's copy out of the page cache);
+//! A thread takes the next chunk nobody has taken yet, and
+//! 1. reads it (the kernel's copy out of the page cache);
 //! 2. waits for where the chunk's first record starts, which the walk of the chunk before
 //!    passes on, walks the chunk's record headers and passes on where the next chunk's first
-//!    record starts (with the tick clock): a quick pass, done an iteration before the chunk
-//!    is decoded, so that the walks run ahead of the decoding;
+//!    record starts (with the tick clock): a quick pass, which the thread that took the next
+//!    chunk seldom waits for, since it took its chunk later;
 //! 3. decodes and counts every frame, and sorts its TCP segments into one batch per shard,
 //!    with the ticks in place among them;
-//! 4. waits for the one reassembler of IP fragments, which passes from chunk to chunk, gives
-//!    it the chunk's fragments in order and passes it on: fragments of one datagram may lie in
-//!    different chunks;
-//! 5. sends each other shard its batch, then tracks its own shard's connections through the
-//!    batches of every chunk up to the round before this one, in chunk order.
+//! 4. if the chunk holds IP fragments, waits for the one reassembler, which passes from chunk
+//!    to chunk, gives it the chunk's fragments in order and passes it on: fragments of one
+//!    datagram may lie in different chunks. A chunk without fragments lets it pass;
+//! 5. sends each other shard its batch, then tracks its own shard's connections through
+//!    every batch that has arrived, in chunk order.
 //!
 //! Each shard thus sees its packets, and the ticks, in capture order, exactly as on one
 //! thread, and the records are merged as in the hand-over ([`super::collect`]).
 //!
-//! A thread waits only to receive, and only for what comes of earlier chunks (a walk, the
-//! reassembler, a batch), so the threads cannot wait on each other in a circle; sending never
-//! waits. Chunk `i` is decoded only after chunk `i - 1`, whose thread first tracked its shard
-//! up to the round before: so no thread runs more than a few rounds ahead of another, and
-//! that bounds the batches waiting in the channels.
+//! Taking chunks in turn rather than by a fixed rota keeps both cores busy when the chunks
+//! differ in work (a chunk of short requests takes several times one of bulk transfer): with
+//! every thread given every n-th chunk, a thread a chunk behind held up the walks of the
+//! others. A thread waits only for what comes of earlier chunks (a walk, the reassembler, a
+//! batch), so the threads cannot wait on each other in a circle; sending never waits. And a
+//! thread takes no chunk more than [`WINDOW`] chunks past the first one its shard has not
+//! tracked, which bounds the batches and chunk buffers waiting between the threads.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use super::{Batch, FromShard, Prepare, QUEUE_DEPTH, Shard, TICK_NS, collect, spawn_named};
 use crate::capture::{Chunk, ChunkedFile, SharedBlock, Walk};
@@ -45,6 +47,10 @@ use crate::stats::Counter;
 
 /// Bytes per chunk: a chunk and the batches made of it stay in a core's cache.
 pub(super) const CHUNK_BYTES: u64 = 1 << 20;
+
+/// How far past the first chunk its shard has not tracked a thread may take chunks, per
+/// thread: room for a chunk that takes several times the work of the others.
+const WINDOW_PER_THREAD: usize = 4;
 
 /// What the walk of a chunk passes to the walk of the next one.
 #[derive(Clone, Copy)]
@@ -74,6 +80,9 @@ impl Handed {
             last_frame,
         }
     }
+
+    /// Says that another thread stopped (it panicked): nothing more comes.
+    const STOPPED: usize = usize::MAX;
 }
 
 /// A shard reports how far it got after this many chunks, or once it holds this many
@@ -103,9 +112,20 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
     let n = shards.max(1);
+    // Thread t receives the batches of shard t from every other thread. They go unbounded, so
+    // that sending never waits (see above).
+    let (handed_tx, handed_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
     let shared = Shared {
         file,
         threads: n,
+        next_chunk: AtomicUsize::new(0),
+        // The first chunk's walk starts at the first record; its reassembler is new.
+        walks: Relay::new(Carry {
+            walk: file.start(),
+            next_tick: i64::MIN,
+        }),
+        fragments: Relay::new(Box::new(Decoder::new())),
+        handed_tx,
         end_ns: AtomicI64::new(i64::MIN),
         walked: AtomicU64::new(0),
         progress,
@@ -114,22 +134,10 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
         // Bounded: when writing the report is the slow part, the threads wait for it instead
         // of piling up finished records.
         let (out_tx, out_rx) = mpsc::sync_channel::<FromShard<T>>(QUEUE_DEPTH * n);
-        // Thread t receives on the t-th of each: walks and the reassembler come from the
-        // thread before it in the ring, batches from every other thread. Batches go unbounded,
-        // so that sending never waits (see above).
-        let (carry_tx, carry_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
-        let (token_tx, token_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
-        let (handed_tx, handed_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
-        // The first chunk's walk starts at the first record; its reassembler is new.
-        let _ = carry_tx[0].send(Carry {
-            walk: file.start(),
-            next_tick: i64::MIN,
-        });
-        let _ = token_tx[0].send(Box::new(Decoder::new()));
-        let receivers = carry_rx.into_iter().zip(token_rx).zip(handed_rx);
-        let lanes: Vec<_> = receivers
+        let lanes: Vec<_> = handed_rx
+            .into_iter()
             .enumerate()
-            .map(|(t, ((carry_rx, token_rx), handed_rx))| Lane {
+            .map(|(t, handed_rx)| Lane {
                 t,
                 shared: &shared,
                 engine: Shard::new(
@@ -141,21 +149,17 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
                 ),
                 counter: Counter::new("", false),
                 decoder: Decoder::deferring_fragments(),
-                carry_rx,
-                carry_tx: carry_tx[(t + 1) % n].clone(),
-                token_rx,
-                token_tx: token_tx[(t + 1) % n].clone(),
                 handed_rx,
-                handed_tx: handed_tx.clone(),
                 waiting: BTreeMap::new(),
                 next: 0,
+                stopped: false,
                 last_frame: 0,
                 unreported: 0,
                 free_batches: Vec::new(),
                 spare: Vec::new(),
             })
             .collect();
-        drop((out_tx, carry_tx, token_tx, handed_tx));
+        drop(out_tx);
         let collector = spawn_named(scope, "rstscope-merge".into(), move || {
             collect(n, out_rx, sink)
         });
@@ -185,6 +189,14 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
 struct Shared<'a> {
     file: &'a ChunkedFile,
     threads: usize,
+    /// The first chunk no thread has taken yet.
+    next_chunk: AtomicUsize,
+    /// Where the records of the chunk whose turn it is start.
+    walks: Relay<Carry>,
+    /// The one reassembler of IP fragments.
+    fragments: Relay<Box<Decoder>>,
+    /// To each shard's thread, the batches of that shard.
+    handed_tx: Vec<mpsc::Sender<Handed>>,
     /// The time of the latest frame walked so far.
     end_ns: AtomicI64,
     /// How far the walks got: for `progress`.
@@ -192,7 +204,122 @@ struct Shared<'a> {
     progress: &'a (dyn Fn(u64) + Sync),
 }
 
-/// One thread: its chunks, its shard, and its links to the other threads.
+impl Shared<'_> {
+    /// The thread of this guard panicked: nobody waits for it any more.
+    fn stop_waiting(&self) {
+        self.walks.abandon();
+        self.fragments.abandon();
+        for tx in &self.handed_tx {
+            let _ = tx.send(Handed::none(Handed::STOPPED, 0));
+        }
+    }
+}
+
+/// Tells the other threads to stop waiting when the thread holding it panics.
+struct StopOthersOnPanic<'a>(&'a Shared<'a>);
+
+impl Drop for StopOthersOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop_waiting();
+        }
+    }
+}
+
+/// A value that passes from chunk to chunk in chunk order, whichever threads took them: the
+/// walk's carry, the fragment reassembler. A chunk that does not need it lets it pass.
+struct Relay<V> {
+    state: Mutex<RelayState<V>>,
+    turn_came: Condvar,
+}
+
+struct RelayState<V> {
+    /// The chunk whose turn it is.
+    turn: usize,
+    /// Here between turns; `None` while a chunk has it.
+    value: Option<V>,
+    /// Later chunks that let the value pass: their turns end as they come.
+    passed_over: BTreeSet<usize>,
+    /// Threads waiting for a turn: only then does passing the value wake anyone.
+    sleepers: usize,
+    /// A thread stopped (it panicked): the turns may never come.
+    abandoned: bool,
+}
+
+impl<V> Relay<V> {
+    fn new(value: V) -> Self {
+        Relay {
+            state: Mutex::new(RelayState {
+                turn: 0,
+                value: Some(value),
+                passed_over: BTreeSet::new(),
+                sleepers: 0,
+                abandoned: false,
+            }),
+            turn_came: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RelayState<V>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for chunk `index`'s turn and takes the value; `None` if a thread stopped.
+    fn take(&self, index: usize) -> Option<V> {
+        let mut state = self.lock();
+        loop {
+            if state.abandoned {
+                return None;
+            }
+            if state.turn == index
+                && let Some(value) = state.value.take()
+            {
+                return Some(value);
+            }
+            state.sleepers += 1;
+            state = self
+                .turn_came
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.sleepers -= 1;
+        }
+    }
+
+    /// Chunk `index` is done with the value: gives it to the next chunk that needs it.
+    fn pass(&self, index: usize, value: V) {
+        let mut state = self.lock();
+        state.value = Some(value);
+        self.end_turn(&mut state, index);
+    }
+
+    /// Chunk `index` does not need the value: its turn ends as soon as it comes.
+    fn pass_over(&self, index: usize) {
+        let mut state = self.lock();
+        if state.turn == index {
+            self.end_turn(&mut state, index);
+        } else {
+            state.passed_over.insert(index);
+        }
+    }
+
+    fn end_turn(&self, state: &mut RelayState<V>, index: usize) {
+        let mut turn = index + 1;
+        while state.passed_over.remove(&turn) {
+            turn += 1;
+        }
+        state.turn = turn;
+        if state.sleepers > 0 {
+            self.turn_came.notify_all();
+        }
+    }
+
+    fn abandon(&self) {
+        self.lock().abandoned = true;
+        self.turn_came.notify_all();
+    }
+}
+
+/// One thread: the chunks it takes, its shard, and what it receives from the other threads.
 struct Lane<'a, H: StreamHandler, T> {
     t: usize,
     shared: &'a Shared<'a>,
@@ -200,20 +327,14 @@ struct Lane<'a, H: StreamHandler, T> {
     counter: Counter,
     /// Decodes this thread's chunks, leaving fragments to the one reassembler.
     decoder: Decoder,
-    /// Where this thread's chunks start, from the thread before in the ring; and where the
-    /// next thread's start, to it.
-    carry_rx: mpsc::Receiver<Carry>,
-    carry_tx: mpsc::Sender<Carry>,
-    /// The one reassembler of IP fragments, likewise round the ring.
-    token_rx: mpsc::Receiver<Box<Decoder>>,
-    token_tx: mpsc::Sender<Box<Decoder>>,
     /// Batches of this thread's shard from the other threads' chunks.
     handed_rx: mpsc::Receiver<Handed>,
-    handed_tx: Vec<mpsc::Sender<Handed>>,
     /// Batches received before their turn, by chunk.
     waiting: BTreeMap<usize, Handed>,
     /// The next chunk whose batch this shard tracks.
     next: usize,
+    /// Another thread stopped: this one tracks no more.
+    stopped: bool,
     /// The last frame of the last chunk tracked.
     last_frame: u64,
     /// Chunks tracked since this shard last reported.
@@ -223,43 +344,27 @@ struct Lane<'a, H: StreamHandler, T> {
 }
 
 impl<H: StreamHandler, T> Lane<'_, H, T> {
-    /// Runs this thread's chunks, then tracks the other threads' chunks up to the input's
-    /// end; finishes this shard. Returns what this thread counted.
+    /// Takes chunks until none is left, then tracks the other threads' chunks up to the
+    /// input's end; finishes this shard. Returns what this thread counted.
     fn run(mut self) -> Counter {
-        let n = self.shared.threads;
-        let mut index = self.t;
-        // Each chunk is read and walked an iteration before it is decoded: the walk of the
-        // next chunk, on the other thread, then seldom waits for this one's.
-        let mut ahead = self.read_and_walk(index);
-        while let Some((chunk, ticks)) = ahead.take() {
-            ahead = self.read_and_walk(index + n);
-            let batches = self.decode(&chunk, &ticks);
-            let last_frame = chunk.frames_before + chunk.records as u64;
-            for (shard, batch) in batches.into_iter().enumerate() {
-                let handed = Handed {
-                    chunk: index,
-                    batch: Some(batch),
-                    last_frame,
-                };
-                if shard == self.t {
-                    self.waiting.insert(index, handed);
-                } else {
-                    // A thread only stops taking batches after the input's end.
-                    let _ = self.handed_tx[shard].send(handed);
-                }
+        let shared = self.shared;
+        let _guard = StopOthersOnPanic(shared);
+        let window = WINDOW_PER_THREAD * shared.threads;
+        loop {
+            let upcoming = shared.next_chunk.load(Ordering::Relaxed);
+            if upcoming >= self.next + window {
+                self.track_until(upcoming + 1 - window);
             }
-            if self.spare.len() < SPARE_BUFFERS {
-                self.spare.push(chunk.block);
+            let index = shared.next_chunk.fetch_add(1, Ordering::Relaxed);
+            if index >= shared.file.chunks() {
+                break;
             }
-            // This shard tracks the chunks up to the round before this one: the other threads
-            // decoded those long ago, so this thread rarely waits for their batches.
-            self.track_until((index + 1).saturating_sub(n));
-            index += n;
+            self.run_chunk(index);
+            self.track_ready();
         }
-        // The chunks after this thread's last one.
         self.track_until(usize::MAX);
         self.engine.report((self.last_frame << 1, u64::MAX), true);
-        let end_ns = self.shared.end_ns.load(Ordering::Relaxed);
+        let end_ns = shared.end_ns.load(Ordering::Relaxed);
         let Lane {
             engine, counter, ..
         } = self;
@@ -267,38 +372,57 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
         counter
     }
 
+    /// Reads, walks and decodes chunk `index`, and hands each shard its batch.
+    fn run_chunk(&mut self, index: usize) {
+        let Some((chunk, ticks)) = self.read_and_walk(index) else {
+            return;
+        };
+        let batches = self.decode(&chunk, &ticks);
+        let last_frame = chunk.frames_before + chunk.records as u64;
+        for (shard, batch) in batches.into_iter().enumerate() {
+            let handed = Handed {
+                chunk: index,
+                batch: Some(batch),
+                last_frame,
+            };
+            if shard == self.t {
+                self.waiting.insert(index, handed);
+            } else if let Some(tx) = self.shared.handed_tx.get(shard) {
+                // A thread only stops taking batches after the input's end.
+                let _ = tx.send(handed);
+            }
+        }
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(chunk.block);
+        }
+    }
+
     /// Reads chunk `index` and walks it, once the walk of the chunk before says where its
     /// records start. `None` if the input ends before it.
     fn read_and_walk(&mut self, index: usize) -> Option<(Chunk, Ticks)> {
         let file = self.shared.file;
-        if index >= file.chunks() {
-            return None;
-        }
         let buffer = self.take_buffer();
         let read = file.read(index, buffer);
-        let carry = match self.carry_rx.recv() {
-            Ok(carry) if !carry.walk.ended => carry,
-            Ok(carry) => {
-                self.pass_on_end(index, carry);
-                return None;
-            }
-            // The thread of the chunk before stopped (it panicked): so do the others.
-            Err(_) => {
-                let walk = Walk {
-                    at: 0,
-                    frames: self.last_frame,
-                    ended: true,
-                };
-                self.pass_on_end(
-                    index,
-                    Carry {
-                        walk,
-                        next_tick: i64::MIN,
-                    },
-                );
-                return None;
-            }
+        let Some(carry) = self.shared.walks.take(index) else {
+            // Another thread stopped: so does this one.
+            let walk = Walk {
+                at: 0,
+                frames: self.last_frame,
+                ended: true,
+            };
+            self.pass_on_end(
+                index,
+                Carry {
+                    walk,
+                    next_tick: i64::MIN,
+                },
+            );
+            return None;
         };
+        if carry.walk.ended {
+            self.pass_on_end(index, carry);
+            return None;
+        }
         match read {
             Ok(bytes) => Some(self.walk(index, bytes, carry)),
             Err(e) => {
@@ -317,12 +441,14 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
         }
     }
 
-    /// Chunk `index` holds no records: tells the next chunk's walk, and every shard.
+    /// Chunk `index` holds no records: tells the next chunk's walk, and every shard. Nobody
+    /// takes another chunk.
     fn pass_on_end(&mut self, index: usize, carry: Carry) {
-        if index + 1 < self.shared.file.chunks() {
-            let _ = self.carry_tx.send(carry);
-        }
-        for (shard, tx) in self.handed_tx.iter().enumerate() {
+        let chunks = self.shared.file.chunks();
+        self.shared.next_chunk.fetch_max(chunks, Ordering::Relaxed);
+        self.shared.walks.pass(index, carry);
+        self.shared.fragments.pass_over(index);
+        for (shard, tx) in self.shared.handed_tx.iter().enumerate() {
             if shard != self.t {
                 let _ = tx.send(Handed::none(index, carry.walk.frames));
             }
@@ -350,9 +476,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
             }
             latest = latest.max(ts_ns);
         });
-        if index + 1 < file.chunks() {
-            let _ = self.carry_tx.send(Carry { walk, next_tick });
-        }
+        self.shared.walks.pass(index, Carry { walk, next_tick });
         if let Some(e) = fault {
             self.counter.fault(&e, true);
         }
@@ -388,9 +512,12 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
                 sort(&mut batches, p, frame_no, &chunk.block, false);
             }
         }
-        // Every chunk takes the reassembler in turn, also one without fragments: the next one
-        // may hold the rest of a datagram that started in an earlier one.
-        if let Ok(mut reassembler) = self.token_rx.recv() {
+        // Fragments of one datagram may lie in this chunk and earlier ones: the reassembler
+        // takes them once every earlier chunk's fragments are in.
+        let fragments = &self.shared.fragments;
+        if deferred.is_empty() {
+            fragments.pass_over(chunk.index);
+        } else if let Some(mut reassembler) = fragments.take(chunk.index) {
             for (frame_no, frame) in &deferred {
                 let decoded = reassembler.decode(frame);
                 self.counter.add(frame, &decoded);
@@ -398,11 +525,36 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
                     sort(&mut batches, p, *frame_no, &chunk.block, true);
                 }
             }
-            if chunk.index + 1 < self.shared.file.chunks() {
-                let _ = self.token_tx.send(reassembler);
-            }
+            fragments.pass(chunk.index, reassembler);
         }
         batches
+    }
+
+    /// Tracks this shard's batches that have arrived, in chunk order, as far as they go.
+    fn track_ready(&mut self) {
+        while let Ok(h) = self.handed_rx.try_recv() {
+            self.file_away(h);
+        }
+        while !self.stopped {
+            match self.waiting.remove(&self.next) {
+                Some(h) if h.batch.is_some() => self.track_handed(h),
+                Some(h) => {
+                    // The input ended before this chunk: nothing more to track.
+                    self.waiting.insert(h.chunk, h);
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Keeps a batch that arrived until its turn.
+    fn file_away(&mut self, h: Handed) {
+        if h.chunk == Handed::STOPPED {
+            self.stopped = true;
+        } else {
+            self.waiting.insert(h.chunk, h);
+        }
     }
 
     /// Tracks this shard's batches of the chunks before `upto`, or up to the input's end.
@@ -422,11 +574,19 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
             return None;
         }
         loop {
+            if self.stopped {
+                return None;
+            }
             if let Some(h) = self.waiting.remove(&index) {
-                return h.batch.is_some().then_some(h);
+                if h.batch.is_some() {
+                    return Some(h);
+                }
+                // The input ended before this chunk; kept, for whoever asks next.
+                self.waiting.insert(index, h);
+                return None;
             }
             let h = self.handed_rx.recv().ok()?;
-            self.waiting.insert(h.chunk, h);
+            self.file_away(h);
         }
     }
 
