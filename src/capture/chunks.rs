@@ -9,7 +9,7 @@
 //! A chunk holds the records that *start* in it; the one that crosses its end is read whole
 //! into it. Where a chunk's first record starts is known only once the chunk before was
 //! walked, so walking passes a [`Walk`] on from chunk to chunk: a quick pass over the record
-//! headers, which runs well ahead of the decoding.
+//! headers, done as soon as a chunk is read, before it is decoded.
 //!
 //! Only uncompressed legacy pcap files in the usual format (what tcpdump writes) are read this
 //! way. The faults that end such an input are those [`super::CaptureReader`] reports, at the
