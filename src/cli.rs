@@ -161,7 +161,7 @@ struct CommonArgs {
     /// Threads (default: the number of cores). Several inputs are read in parallel, one thread
     /// each; on one input, the analysis, flows and explain split its connections between them,
     /// with one more thread for merging. A plain pcap file is read by all of them, a chunk each
-    /// in turn; other inputs by one more thread. -j1 runs everything on one thread.
+    /// in turn (stats too); other inputs by one more thread. -j1 runs everything on one thread.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<usize>,
     /// No warnings on stderr (errors still set the exit status).
@@ -380,7 +380,7 @@ fn run_stats(config: &Config) -> io::Result<ExitCode> {
     if let Some(code) = csv_only_for_analysis(config, "stats") {
         return Ok(code);
     }
-    let (results, mut failed) = for_inputs(config, |i, _| stats::collect(i))?;
+    let (results, mut failed) = for_inputs(config, stats::collect)?;
     for s in &results {
         failed |= report_faults(config, s);
     }

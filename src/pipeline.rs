@@ -150,12 +150,28 @@ pub fn analyze_in_chunks_of<H: StreamHandler + 'static, T: Send>(
     }
 }
 
-/// Reads `input` through the capture and decode stages only, and counts what it holds.
-pub fn count(input: &Input) -> InputStats {
+/// Reads `input` through the capture and decode stages only, and counts what it holds; a
+/// plain pcap file of more than one chunk on `threads` threads.
+pub fn count(input: &Input, threads: usize) -> InputStats {
+    count_in_chunks_of(input, threads, split::CHUNK_BYTES)
+}
+
+/// [`count`], with a plain pcap file read in chunks of `chunk_bytes` when it has more than one
+/// and `threads` is more than one: for tests, which cut small captures into many chunks.
+#[doc(hidden)]
+pub fn count_in_chunks_of(input: &Input, threads: usize, chunk_bytes: u64) -> InputStats {
     let mut counter = Counter::new(&input.display, true);
     match CaptureReader::open(&input.source) {
         Ok(mut reader) => {
-            read_loop(&mut reader, &mut counter, |_| {}, &|_| {});
+            let chunked = (threads > 1)
+                .then(|| reader.chunked(&input.source, chunk_bytes))
+                .flatten();
+            match chunked {
+                Some(file) => split::count(&file, &mut counter, threads, true),
+                None => {
+                    read_loop(&mut reader, &mut counter, |_| {}, &|_| {});
+                }
+            }
             counter.finish(Some(&reader))
         }
         Err(e) => {

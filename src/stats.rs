@@ -291,9 +291,10 @@ impl Counter {
     }
 }
 
-/// Reads one input to its end (or its first fatal fault) and counts what it holds.
-pub fn collect(input: &Input) -> InputStats {
-    crate::pipeline::count(input)
+/// Reads one input to its end (or its first fatal fault) and counts what it holds; a plain
+/// pcap file on `threads` threads.
+pub fn collect(input: &Input, threads: usize) -> InputStats {
+    crate::pipeline::count(input, threads)
 }
 
 /// Writes the human-readable report of one input.

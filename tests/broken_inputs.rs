@@ -13,10 +13,13 @@ use rstscope::stats::{InputStats, collect};
 fn stats_of_bytes(dir: &Path, name: &str, bytes: &[u8]) -> InputStats {
     let path: PathBuf = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    collect(&Input {
-        display: name.to_string(),
-        source: InputSource::File(path),
-    })
+    collect(
+        &Input {
+            display: name.to_string(),
+            source: InputSource::File(path),
+        },
+        1,
+    )
 }
 
 /// Start offsets of the records of a little-endian legacy pcap, walked independently of the

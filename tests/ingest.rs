@@ -9,10 +9,13 @@ use rstscope::stats::{InputStats, collect};
 use rstscope::timefmt::rfc3339_ns;
 
 fn stats_of(path: &std::path::Path) -> InputStats {
-    collect(&Input {
-        display: path.display().to_string(),
-        source: InputSource::File(path.to_path_buf()),
-    })
+    collect(
+        &Input {
+            display: path.display().to_string(),
+            source: InputSource::File(path.to_path_buf()),
+        },
+        1,
+    )
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! same counts and the same faults as one thread reading it front to back: with chunk
 //! boundaries everywhere (chunks of a few bytes up to a few kilobytes, over every real
 //! capture in samples/), with IP fragments of one datagram in different chunks, and on files
-//! cut short or with a corrupt length.
+//! cut short or with a corrupt length. `rstscope stats` reads such a file in chunks too, and
+//! must count the same.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use rstscope::capture::{Input, InputSource};
 use rstscope::classify::classify;
 use rstscope::detect::Detector;
 use rstscope::flow::FlowConfig;
-use rstscope::pipeline::analyze_in_chunks_of;
+use rstscope::pipeline::{analyze_in_chunks_of, count_in_chunks_of};
 
 /// Every legacy pcap file (not pcapng, not compressed) below samples/.
 fn legacy_pcaps() -> Vec<PathBuf> {
@@ -73,10 +74,28 @@ fn analysis(path: &Path, shards: usize, chunk_bytes: u64) -> String {
     out.join("\n")
 }
 
+/// What `rstscope stats` reports for `path`, as JSON.
+fn stats(path: &Path, threads: usize, chunk_bytes: u64) -> String {
+    let input = Input {
+        display: "capture".into(),
+        source: InputSource::File(path.to_path_buf()),
+    };
+    serde_json::to_string(&count_in_chunks_of(&input, threads, chunk_bytes)).unwrap()
+}
+
+/// The analysis and the statistics of `path`, split in chunks of each size between 2 and 3
+/// threads, each the same as with one thread.
 fn assert_same_split(path: &Path, chunk_sizes: &[u64]) {
     let one = analysis(path, 1, u64::MAX);
+    let one_stats = stats(path, 1, u64::MAX);
     for &chunk in chunk_sizes {
         for shards in [2, 3] {
+            assert_eq!(
+                stats(path, shards, chunk),
+                one_stats,
+                "{}: stats on {shards} threads in chunks of {chunk} bytes",
+                path.display()
+            );
             let split = analysis(path, shards, chunk);
             let first_difference = one
                 .lines()
@@ -127,11 +146,18 @@ fn cut_and_corrupt_files_end_at_the_same_fault() {
         std::fs::write(&cut, &bytes[..at]).unwrap();
         let one = analysis(&cut, 1, u64::MAX);
         assert!(one.contains("truncated"), "cut at {at}: {one}");
+        let one_stats = stats(&cut, 1, u64::MAX);
+        assert!(one_stats.contains("truncated"), "cut at {at}: {one_stats}");
         for chunk in [333, 4_096] {
             assert_eq!(
                 analysis(&cut, 2, chunk),
                 one,
                 "cut at {at}, chunks of {chunk}"
+            );
+            assert_eq!(
+                stats(&cut, 2, chunk),
+                one_stats,
+                "stats, cut at {at}, chunks of {chunk}"
             );
         }
     }
@@ -148,7 +174,13 @@ fn cut_and_corrupt_files_end_at_the_same_fault() {
     std::fs::write(&cut, &corrupt).unwrap();
     let one = analysis(&cut, 1, u64::MAX);
     assert!(one.contains(&format!("\"offset\":{at}")), "{one}");
+    let one_stats = stats(&cut, 1, u64::MAX);
+    assert!(
+        one_stats.contains(&format!("\"offset\":{at}")),
+        "{one_stats}"
+    );
     for chunk in [333, 4_096, 100_000] {
         assert_eq!(analysis(&cut, 2, chunk), one, "chunks of {chunk}");
+        assert_eq!(stats(&cut, 2, chunk), one_stats, "stats, chunks of {chunk}");
     }
 }

@@ -33,6 +33,9 @@
 //! batch), so the threads cannot wait on each other in a circle; sending never waits. And a
 //! thread takes no chunk more than [`WINDOW`] chunks past the first one its shard has not
 //! tracked, which bounds the batches and chunk buffers waiting between the threads.
+//!
+//! `rstscope stats` reads a plain pcap file the same way ([`count`]): steps 1 to 4, each
+//! thread counting what it decoded, the counts added up at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -117,24 +120,10 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> TableCounters {
     let n = shards.max(1);
+    let chunks = Chunks::new(file, n, progress);
     // Thread t receives the batches of shard t from every other thread. They go unbounded, so
     // that sending never waits (see above).
     let (handed_tx, handed_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
-    let shared = Shared {
-        file,
-        threads: n,
-        next_chunk: AtomicUsize::new(0),
-        // The first chunk's walk starts at the first record; its reassembler is new.
-        walks: Relay::new(Carry {
-            walk: file.start(),
-            next_tick: i64::MIN,
-        }),
-        fragments: Relay::new(Box::new(Decoder::new())),
-        handed_tx,
-        end_ns: AtomicI64::new(i64::MIN),
-        walked: AtomicU64::new(0),
-        progress,
-    };
     std::thread::scope(|scope| {
         // Bounded: when writing the report is the slow part, the threads wait for it instead
         // of piling up finished records.
@@ -144,7 +133,8 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
             .enumerate()
             .map(|(t, handed_rx)| Lane {
                 t,
-                shared: &shared,
+                // The connection engine counts connections itself.
+                reading: Reading::new(&chunks, false),
                 engine: Shard::new(
                     t,
                     *cfg,
@@ -152,8 +142,7 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
                     prepare,
                     out_tx.clone(),
                 ),
-                counter: Counter::new("", false),
-                decoder: Decoder::deferring_fragments(),
+                handed_tx: &handed_tx,
                 handed_rx,
                 waiting: BTreeMap::new(),
                 next: 0,
@@ -161,7 +150,6 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
                 last_frame: 0,
                 unreported: 0,
                 free_batches: Vec::new(),
-                spare: Vec::new(),
             })
             .collect();
         drop(out_tx);
@@ -190,8 +178,47 @@ pub(super) fn analyze<H: StreamHandler + 'static, T: Send>(
     })
 }
 
-/// What every thread reads and updates.
-struct Shared<'a> {
+/// Reads `file` through the capture and decode stages only, on `threads` threads (this one
+/// and `threads - 1` more) taking chunks in turn, and adds what they count to `counter`;
+/// `conversations`: distinct TCP 5-tuples too.
+pub(super) fn count(
+    file: &ChunkedFile,
+    counter: &mut Counter,
+    threads: usize,
+    conversations: bool,
+) {
+    let n = threads.max(1);
+    let quiet = |_: u64| {};
+    let chunks = Chunks::new(file, n, &quiet);
+    let count_chunks = || {
+        let _guard = StopOthersOnPanic {
+            chunks: &chunks,
+            handed_tx: &[],
+        };
+        let mut reading = Reading::new(&chunks, conversations);
+        while let Some(index) = chunks.take_next() {
+            if let Ok((chunk, _)) = reading.read_and_walk(index, 0) {
+                reading.decode(&chunk, &mut CountOnly);
+                reading.recycle(chunk.block);
+            }
+        }
+        reading.counter
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..n)
+            .map(|t| spawn_named(scope, format!("rstscope-count{t}"), count_chunks))
+            .collect();
+        counter.merge(count_chunks());
+        for handle in others {
+            if let Ok(part) = handle.join() {
+                counter.merge(part);
+            }
+        }
+    });
+}
+
+/// What every thread reads and updates to read the chunks in order.
+struct Chunks<'a> {
     file: &'a ChunkedFile,
     threads: usize,
     /// The first chunk no thread has taken yet.
@@ -200,8 +227,6 @@ struct Shared<'a> {
     walks: Relay<Carry>,
     /// The one reassembler of IP fragments.
     fragments: Relay<Box<Decoder>>,
-    /// To each shard's thread, the batches of that shard.
-    handed_tx: Vec<mpsc::Sender<Handed>>,
     /// The time of the latest frame walked so far.
     end_ns: AtomicI64,
     /// How far the walks got: for `progress`.
@@ -209,24 +234,45 @@ struct Shared<'a> {
     progress: &'a (dyn Fn(u64) + Sync),
 }
 
-impl Shared<'_> {
-    /// The thread of this guard panicked: nobody waits for it any more.
-    fn stop_waiting(&self) {
-        self.walks.abandon();
-        self.fragments.abandon();
-        for tx in &self.handed_tx {
-            let _ = tx.send(Handed::none(Handed::STOPPED, 0));
+impl<'a> Chunks<'a> {
+    fn new(file: &'a ChunkedFile, threads: usize, progress: &'a (dyn Fn(u64) + Sync)) -> Self {
+        Chunks {
+            file,
+            threads,
+            next_chunk: AtomicUsize::new(0),
+            // The first chunk's walk starts at the first record; its reassembler is new.
+            walks: Relay::new(Carry {
+                walk: file.start(),
+                next_tick: i64::MIN,
+            }),
+            fragments: Relay::new(Box::new(Decoder::new())),
+            end_ns: AtomicI64::new(i64::MIN),
+            walked: AtomicU64::new(0),
+            progress,
         }
+    }
+
+    /// The first chunk no thread has taken yet, now taken; `None` once all are.
+    fn take_next(&self) -> Option<usize> {
+        let index = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+        (index < self.file.chunks()).then_some(index)
     }
 }
 
 /// Tells the other threads to stop waiting when the thread holding it panics.
-struct StopOthersOnPanic<'a>(&'a Shared<'a>);
+struct StopOthersOnPanic<'a> {
+    chunks: &'a Chunks<'a>,
+    handed_tx: &'a [mpsc::Sender<Handed>],
+}
 
 impl Drop for StopOthersOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.stop_waiting();
+            self.chunks.walks.abandon();
+            self.chunks.fragments.abandon();
+            for tx in self.handed_tx {
+                let _ = tx.send(Handed::none(Handed::STOPPED, 0));
+            }
         }
     }
 }
@@ -339,14 +385,215 @@ impl<V> Relay<V> {
     }
 }
 
-/// One thread: the chunks it takes, its shard, and what it receives from the other threads.
-struct Lane<'a, H: StreamHandler, T> {
-    t: usize,
-    shared: &'a Shared<'a>,
-    engine: Shard<'a, H, T>,
+/// Where a chunk's TCP segments go: the analysis sorts them into a batch per shard; `stats`
+/// only counts them, which [`Reading::decode`] does for every frame.
+trait Segments {
+    /// Comes before the chunk's record `record` (with the number of records: after the last).
+    fn before(&mut self, record: usize);
+    /// A TCP segment of frame `frame`; `insert`: one reassembled from IP fragments after the
+    /// chunk's other frames, whose frame may come before segments already given.
+    fn segment(&mut self, p: &TcpPacket<'_>, frame: u64, block: &SharedBlock, insert: bool);
+}
+
+struct CountOnly;
+
+impl Segments for CountOnly {
+    fn before(&mut self, _: usize) {}
+    fn segment(&mut self, _: &TcpPacket<'_>, _: u64, _: &SharedBlock, _: bool) {}
+}
+
+/// The analysis's [`Segments`]: a batch per shard, with the chunk's ticks in place.
+struct Sorted {
+    batches: Vec<Batch>,
+    ticks: Ticks,
+    /// The first of `ticks` not yet in the batches.
+    next_tick: usize,
+}
+
+impl Segments for Sorted {
+    fn before(&mut self, record: usize) {
+        while let Some(&(at, now_ns, before)) = self.ticks.get(self.next_tick) {
+            if at > record {
+                break;
+            }
+            for batch in &mut self.batches {
+                batch.ticks.push((batch.metas.len(), now_ns, before));
+            }
+            self.next_tick += 1;
+        }
+    }
+
+    fn segment(&mut self, p: &TcpPacket<'_>, frame: u64, block: &SharedBlock, insert: bool) {
+        sort(&mut self.batches, p, frame, block, insert);
+    }
+}
+
+/// One thread's part in reading the chunks: its buffers, its decoder, what it counted.
+struct Reading<'a> {
+    chunks: &'a Chunks<'a>,
     counter: Counter,
     /// Decodes this thread's chunks, leaving fragments to the one reassembler.
     decoder: Decoder,
+    spare: Vec<SharedBlock>,
+}
+
+impl<'a> Reading<'a> {
+    fn new(chunks: &'a Chunks<'a>, conversations: bool) -> Self {
+        Reading {
+            chunks,
+            counter: Counter::new("", conversations),
+            decoder: Decoder::deferring_fragments(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Reads chunk `index` and walks it, once the walk of the chunk before says where its
+    /// records start. If the input ends before it, passes that on and returns how many frames
+    /// it held (`frames_so_far` if another thread stopped); nobody takes another chunk.
+    fn read_and_walk(&mut self, index: usize, frames_so_far: u64) -> Result<(Chunk, Ticks), u64> {
+        let chunks = self.chunks;
+        let buffer = self.take_buffer();
+        let read = chunks.file.read(index, buffer);
+        let Some(carry) = chunks.walks.take(index) else {
+            // Another thread stopped: so does this one.
+            return Err(self.pass_on_end(
+                index,
+                Carry {
+                    walk: Walk {
+                        at: 0,
+                        frames: frames_so_far,
+                        ended: true,
+                    },
+                    next_tick: i64::MIN,
+                },
+            ));
+        };
+        if carry.walk.ended {
+            return Err(self.pass_on_end(index, carry));
+        }
+        match read {
+            Ok(bytes) => Ok(self.walk(index, bytes, carry)),
+            Err(e) => {
+                let kind = CaptureErrorKind::Io {
+                    detail: e.to_string(),
+                };
+                self.counter
+                    .fault(&CaptureError::new(carry.walk.at, kind), true);
+                let walk = Walk {
+                    ended: true,
+                    ..carry.walk
+                };
+                Err(self.pass_on_end(index, Carry { walk, ..carry }))
+            }
+        }
+    }
+
+    /// Chunk `index` holds no records: tells the next chunk's walk and the reassembler, and
+    /// has nobody take another chunk. Returns the frames before it.
+    fn pass_on_end(&mut self, index: usize, carry: Carry) -> u64 {
+        let chunks = self.chunks;
+        chunks
+            .next_chunk
+            .fetch_max(chunks.file.chunks(), Ordering::Relaxed);
+        chunks.walks.pass(index, carry);
+        chunks.fragments.pass_over(index);
+        carry.walk.frames
+    }
+
+    /// Walks chunk `index`'s records and passes on where the next chunk's start. Returns the
+    /// chunk and its ticks.
+    fn walk(&mut self, index: usize, bytes: Vec<u8>, carry: Carry) -> (Chunk, Ticks) {
+        let chunks = self.chunks;
+        let mut ticks = Vec::new();
+        let mut next_tick = carry.next_tick;
+        let mut latest = i64::MIN;
+        let frames_before = carry.walk.frames;
+        let (chunk, walk, fault) = chunks.file.walk(index, bytes, carry.walk, |record, ts_ns| {
+            // As the single-threaded read loop does: a tick before the first frame at or
+            // after the time it is due, none before the very first frame.
+            if ts_ns >= next_tick {
+                if next_tick != i64::MIN {
+                    ticks.push((record, ts_ns, frames_before + record as u64));
+                }
+                next_tick = ts_ns.saturating_add(TICK_NS);
+            }
+            latest = latest.max(ts_ns);
+        });
+        chunks.walks.pass(index, Carry { walk, next_tick });
+        if let Some(e) = fault {
+            self.counter.fault(&e, true);
+        }
+        chunks.end_ns.fetch_max(latest, Ordering::Relaxed);
+        let walked = chunks.walked.fetch_max(walk.at, Ordering::Relaxed);
+        (chunks.progress)(walked.max(walk.at));
+        (chunk, ticks)
+    }
+
+    /// Decodes and counts the chunk's frames and gives its TCP segments to `segments`; then
+    /// has the reassembler take the chunk's IP fragments, in order.
+    fn decode(&mut self, chunk: &Chunk, segments: &mut impl Segments) {
+        let mut deferred = Vec::new();
+        for (record, frame) in chunk.frames().enumerate() {
+            segments.before(record);
+            let frame_no = chunk.frames_before + record as u64 + 1;
+            let decoded = self.decoder.decode(&frame);
+            if let Decoded::FragmentDeferred { .. } = decoded {
+                deferred.push((frame_no, frame));
+                continue;
+            }
+            self.counter.add(&frame, &decoded);
+            if let Decoded::Tcp(p) = &decoded {
+                segments.segment(p, frame_no, &chunk.block, false);
+            }
+        }
+        segments.before(chunk.records);
+        // Fragments of one datagram may lie in this chunk and earlier ones: the reassembler
+        // takes them once every earlier chunk's fragments are in.
+        let fragments = &self.chunks.fragments;
+        if deferred.is_empty() {
+            fragments.pass_over(chunk.index);
+        } else if let Some(mut reassembler) = fragments.take(chunk.index) {
+            for (frame_no, frame) in &deferred {
+                let decoded = reassembler.decode(frame);
+                self.counter.add(frame, &decoded);
+                if let Decoded::Tcp(p) = &decoded {
+                    segments.segment(p, *frame_no, &chunk.block, true);
+                }
+            }
+            fragments.pass(chunk.index, reassembler);
+        }
+    }
+
+    /// Keeps a chunk's buffer, to refill once nobody holds it any more.
+    fn recycle(&mut self, block: SharedBlock) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(block);
+        }
+    }
+
+    /// A buffer for the next chunk: a spare one nobody holds any more, or a new one.
+    fn take_buffer(&mut self) -> Vec<u8> {
+        let free = self
+            .spare
+            .iter_mut()
+            .rposition(|b| SharedBlock::get_mut(b).is_some());
+        match free.map(|i| self.spare.swap_remove(i)) {
+            Some(mut block) => SharedBlock::get_mut(&mut block)
+                .map(std::mem::take)
+                .unwrap_or_default(),
+            None => Vec::with_capacity(CHUNK_BYTES as usize + (256 << 10)),
+        }
+    }
+}
+
+/// One thread of the analysis: the chunks it takes, its shard, and what it receives from the
+/// other threads.
+struct Lane<'a, H: StreamHandler, T> {
+    t: usize,
+    reading: Reading<'a>,
+    engine: Shard<'a, H, T>,
+    /// To each shard's thread, the batches of that shard.
+    handed_tx: &'a [mpsc::Sender<Handed>],
     /// Batches of this thread's shard from the other threads' chunks.
     handed_rx: mpsc::Receiver<Handed>,
     /// Batches received before their turn, by chunk.
@@ -360,46 +607,65 @@ struct Lane<'a, H: StreamHandler, T> {
     /// Chunks tracked since this shard last reported.
     unreported: usize,
     free_batches: Vec<Batch>,
-    spare: Vec<SharedBlock>,
 }
 
 impl<H: StreamHandler, T> Lane<'_, H, T> {
     /// Takes chunks until none is left, then tracks the other threads' chunks up to the
     /// input's end; finishes this shard. Returns what this thread counted.
     fn run(mut self) -> Counter {
-        let shared = self.shared;
-        let _guard = StopOthersOnPanic(shared);
-        let window = WINDOW_PER_THREAD * shared.threads;
+        let chunks = self.reading.chunks;
+        let _guard = StopOthersOnPanic {
+            chunks,
+            handed_tx: self.handed_tx,
+        };
+        let window = WINDOW_PER_THREAD * chunks.threads;
         loop {
-            let upcoming = shared.next_chunk.load(Ordering::Relaxed);
+            let upcoming = chunks.next_chunk.load(Ordering::Relaxed);
             if upcoming >= self.next + window {
                 self.track_until(upcoming + 1 - window);
             }
-            let index = shared.next_chunk.fetch_add(1, Ordering::Relaxed);
-            if index >= shared.file.chunks() {
+            let Some(index) = chunks.take_next() else {
                 break;
-            }
+            };
             self.run_chunk(index);
             self.track_ready();
         }
         self.track_until(usize::MAX);
         self.engine.report((self.last_frame << 1, u64::MAX), true);
-        let end_ns = shared.end_ns.load(Ordering::Relaxed);
+        let end_ns = chunks.end_ns.load(Ordering::Relaxed);
         let Lane {
-            engine, counter, ..
+            engine, reading, ..
         } = self;
         engine.end(end_ns);
-        counter
+        reading.counter
     }
 
     /// Reads, walks and decodes chunk `index`, and hands each shard its batch.
     fn run_chunk(&mut self, index: usize) {
-        let Some((chunk, ticks)) = self.read_and_walk(index) else {
-            return;
+        let (chunk, ticks) = match self.reading.read_and_walk(index, self.last_frame) {
+            Ok(walked) => walked,
+            Err(frames) => {
+                // The input ended before this chunk: every shard is told.
+                for (shard, tx) in self.handed_tx.iter().enumerate() {
+                    if shard != self.t {
+                        let _ = tx.send(Handed::none(index, frames));
+                    }
+                }
+                self.waiting.insert(index, Handed::none(index, frames));
+                return;
+            }
         };
-        let batches = self.decode(&chunk, &ticks);
+        let n = self.reading.chunks.threads;
+        let mut sorted = Sorted {
+            batches: (0..n)
+                .map(|_| self.free_batches.pop().unwrap_or_default())
+                .collect(),
+            ticks,
+            next_tick: 0,
+        };
+        self.reading.decode(&chunk, &mut sorted);
         let last_frame = chunk.frames_before + chunk.records as u64;
-        for (shard, batch) in batches.into_iter().enumerate() {
+        for (shard, batch) in sorted.batches.into_iter().enumerate() {
             let handed = Handed {
                 chunk: index,
                 batch: Some(batch),
@@ -407,147 +673,12 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
             };
             if shard == self.t {
                 self.waiting.insert(index, handed);
-            } else if let Some(tx) = self.shared.handed_tx.get(shard) {
+            } else if let Some(tx) = self.handed_tx.get(shard) {
                 // A thread only stops taking batches after the input's end.
                 let _ = tx.send(handed);
             }
         }
-        if self.spare.len() < SPARE_BUFFERS {
-            self.spare.push(chunk.block);
-        }
-    }
-
-    /// Reads chunk `index` and walks it, once the walk of the chunk before says where its
-    /// records start. `None` if the input ends before it.
-    fn read_and_walk(&mut self, index: usize) -> Option<(Chunk, Ticks)> {
-        let file = self.shared.file;
-        let buffer = self.take_buffer();
-        let read = file.read(index, buffer);
-        let Some(carry) = self.shared.walks.take(index) else {
-            // Another thread stopped: so does this one.
-            let walk = Walk {
-                at: 0,
-                frames: self.last_frame,
-                ended: true,
-            };
-            self.pass_on_end(
-                index,
-                Carry {
-                    walk,
-                    next_tick: i64::MIN,
-                },
-            );
-            return None;
-        };
-        if carry.walk.ended {
-            self.pass_on_end(index, carry);
-            return None;
-        }
-        match read {
-            Ok(bytes) => Some(self.walk(index, bytes, carry)),
-            Err(e) => {
-                let kind = CaptureErrorKind::Io {
-                    detail: e.to_string(),
-                };
-                self.counter
-                    .fault(&CaptureError::new(carry.walk.at, kind), true);
-                let walk = Walk {
-                    ended: true,
-                    ..carry.walk
-                };
-                self.pass_on_end(index, Carry { walk, ..carry });
-                None
-            }
-        }
-    }
-
-    /// Chunk `index` holds no records: tells the next chunk's walk, and every shard. Nobody
-    /// takes another chunk.
-    fn pass_on_end(&mut self, index: usize, carry: Carry) {
-        let chunks = self.shared.file.chunks();
-        self.shared.next_chunk.fetch_max(chunks, Ordering::Relaxed);
-        self.shared.walks.pass(index, carry);
-        self.shared.fragments.pass_over(index);
-        for (shard, tx) in self.shared.handed_tx.iter().enumerate() {
-            if shard != self.t {
-                let _ = tx.send(Handed::none(index, carry.walk.frames));
-            }
-        }
-        self.waiting
-            .insert(index, Handed::none(index, carry.walk.frames));
-    }
-
-    /// Walks chunk `index`'s records and passes on where the next chunk's start. Returns the
-    /// chunk and its ticks.
-    fn walk(&mut self, index: usize, bytes: Vec<u8>, carry: Carry) -> (Chunk, Ticks) {
-        let file = self.shared.file;
-        let mut ticks = Vec::new();
-        let mut next_tick = carry.next_tick;
-        let mut latest = i64::MIN;
-        let frames_before = carry.walk.frames;
-        let (chunk, walk, fault) = file.walk(index, bytes, carry.walk, |record, ts_ns| {
-            // As the single-threaded read loop does: a tick before the first frame at or
-            // after the time it is due, none before the very first frame.
-            if ts_ns >= next_tick {
-                if next_tick != i64::MIN {
-                    ticks.push((record, ts_ns, frames_before + record as u64));
-                }
-                next_tick = ts_ns.saturating_add(TICK_NS);
-            }
-            latest = latest.max(ts_ns);
-        });
-        self.shared.walks.pass(index, Carry { walk, next_tick });
-        if let Some(e) = fault {
-            self.counter.fault(&e, true);
-        }
-        self.shared.end_ns.fetch_max(latest, Ordering::Relaxed);
-        let walked = self.shared.walked.fetch_max(walk.at, Ordering::Relaxed);
-        (self.shared.progress)(walked.max(walk.at));
-        (chunk, ticks)
-    }
-
-    /// Decodes and counts the chunk's frames and sorts its TCP segments into a batch per
-    /// shard; then has the reassembler take the chunk's IP fragments, in order.
-    fn decode(&mut self, chunk: &Chunk, ticks: &Ticks) -> Vec<Batch> {
-        let n = self.shared.threads;
-        let mut batches: Vec<Batch> = (0..n)
-            .map(|_| self.free_batches.pop().unwrap_or_default())
-            .collect();
-        let mut deferred = Vec::new();
-        let mut ticks = ticks.iter().peekable();
-        for (record, frame) in chunk.frames().enumerate() {
-            while let Some(&(_, now_ns, before)) = ticks.next_if(|t| t.0 <= record) {
-                for batch in &mut batches {
-                    batch.ticks.push((batch.metas.len(), now_ns, before));
-                }
-            }
-            let frame_no = chunk.frames_before + record as u64 + 1;
-            let decoded = self.decoder.decode(&frame);
-            if let Decoded::FragmentDeferred { .. } = decoded {
-                deferred.push((frame_no, frame));
-                continue;
-            }
-            self.counter.add(&frame, &decoded);
-            if let Decoded::Tcp(p) = &decoded {
-                sort(&mut batches, p, frame_no, &chunk.block, false);
-            }
-        }
-        // Fragments of one datagram may lie in this chunk and earlier ones: the reassembler
-        // takes them once every earlier chunk's fragments are in.
-        let fragments = &self.shared.fragments;
-        if deferred.is_empty() {
-            fragments.pass_over(chunk.index);
-        } else if let Some(mut reassembler) = fragments.take(chunk.index) {
-            for (frame_no, frame) in &deferred {
-                let decoded = reassembler.decode(frame);
-                self.counter.add(frame, &decoded);
-                if let Decoded::Tcp(p) = &decoded {
-                    sort(&mut batches, p, *frame_no, &chunk.block, true);
-                }
-            }
-            fragments.pass(chunk.index, reassembler);
-        }
-        batches
+        self.reading.recycle(chunk.block);
     }
 
     /// Tracks this shard's batches that have arrived, in chunk order, as far as they go.
@@ -590,7 +721,7 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
     /// This shard's batch of chunk `index`, from the thread that decoded it; `None` if the
     /// input ended before it.
     fn receive(&mut self, index: usize) -> Option<Handed> {
-        if index >= self.shared.file.chunks() {
+        if index >= self.reading.chunks.file.chunks() {
             return None;
         }
         loop {
@@ -627,22 +758,8 @@ impl<H: StreamHandler, T> Lane<'_, H, T> {
             self.unreported = 0;
         }
         batch.clear();
-        if self.free_batches.len() < 2 * self.shared.threads {
+        if self.free_batches.len() < 2 * self.reading.chunks.threads {
             self.free_batches.push(batch);
-        }
-    }
-
-    /// A buffer for the next chunk: a spare one nobody holds any more, or a new one.
-    fn take_buffer(&mut self) -> Vec<u8> {
-        let free = self
-            .spare
-            .iter_mut()
-            .rposition(|b| SharedBlock::get_mut(b).is_some());
-        match free.map(|i| self.spare.swap_remove(i)) {
-            Some(mut block) => SharedBlock::get_mut(&mut block)
-                .map(std::mem::take)
-                .unwrap_or_default(),
-            None => Vec::with_capacity(CHUNK_BYTES as usize + (256 << 10)),
         }
     }
 }
