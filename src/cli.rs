@@ -160,8 +160,8 @@ struct CommonArgs {
     format: Format,
     /// Threads (default: the number of cores). Several inputs are read in parallel, one thread
     /// each; on one input, the analysis, flows and explain split its connections between them,
-    /// with one more thread for merging. A plain pcap file is read by all of them, a chunk each
-    /// in turn (stats too); other inputs by one more thread. -j1 runs everything on one thread.
+    /// with one more thread for merging. An uncompressed pcap or pcapng file is read by all of
+    /// them, a chunk each in turn (stats too); compressed input and stdin by one more thread. -j1 runs everything on one thread.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<usize>,
     /// No warnings on stderr (errors still set the exit status).

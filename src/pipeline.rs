@@ -2,9 +2,10 @@
 //! connection engine either here too (`shards == 1`) or split into `shards` shards by
 //! connection: one on this thread, the others on worker threads.
 //!
-//! A plain pcap file larger than one chunk is split between the threads by chunks instead:
-//! each thread reads and decodes its own chunks and tracks one shard ([`split`]). What follows
-//! is the hand-over, for every other input (pcapng, compressed, stdin).
+//! An uncompressed pcap or pcapng file larger than one chunk is split between the threads by
+//! chunks instead: each thread reads and decodes the chunks it takes and tracks one shard
+//! ([`split`]). What follows is the hand-over, for every other input (compressed, stdin, a
+//! pcapng file whose first packet comes before any interface is described).
 //!
 //! With workers, the capture reader reads ahead on a thread of its own, and this thread
 //! decodes each packet just enough to know its connection's key. It tracks the connections
@@ -92,7 +93,7 @@ pub fn analyze_with_progress<H: StreamHandler + 'static, T: Send>(
     )
 }
 
-/// [`analyze_with_progress`], with a plain pcap file read in chunks of `chunk_bytes` when it
+/// [`analyze_with_progress`], with an uncompressed pcap or pcapng file read in chunks of `chunk_bytes` when it
 /// is split between threads (see [`split`]). For tests: small chunks put chunk boundaries
 /// everywhere in small captures.
 #[doc(hidden)]
@@ -118,7 +119,7 @@ pub fn analyze_in_chunks_of<H: StreamHandler + 'static, T: Send>(
         }
     };
     if shards > 1 {
-        // A plain pcap file of more than one chunk: every thread reads and decodes chunks.
+        // An uncompressed file of more than one chunk: every thread reads and decodes chunks.
         if let Some(file) = reader.chunked(&input.source, chunk_bytes) {
             let table = split::analyze(&file, &mut counter, cfg, shards, prepare, sink, progress);
             progress(file.len());
@@ -151,12 +152,12 @@ pub fn analyze_in_chunks_of<H: StreamHandler + 'static, T: Send>(
 }
 
 /// Reads `input` through the capture and decode stages only, and counts what it holds; a
-/// plain pcap file of more than one chunk on `threads` threads.
+/// an uncompressed pcap or pcapng file of more than one chunk on `threads` threads.
 pub fn count(input: &Input, threads: usize) -> InputStats {
     count_in_chunks_of(input, threads, split::CHUNK_BYTES)
 }
 
-/// [`count`], with a plain pcap file read in chunks of `chunk_bytes` when it has more than one
+/// [`count`], with an uncompressed pcap or pcapng file read in chunks of `chunk_bytes` when it has more than one
 /// and `threads` is more than one: for tests, which cut small captures into many chunks.
 #[doc(hidden)]
 pub fn count_in_chunks_of(input: &Input, threads: usize, chunk_bytes: u64) -> InputStats {

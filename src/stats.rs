@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::capture::{CaptureReader, Compression, Frame, Input, LinkType};
+use crate::capture::{CaptureReader, Compression, Frame, Input, LinkType, MAX_KEPT_FAULTS};
 use crate::decode::{Decoded, IpVersion, TcpPacket};
 use crate::error::CaptureError;
 use crate::timefmt::rfc3339_ns;
@@ -264,6 +264,15 @@ impl Counter {
         });
     }
 
+    /// A record skipped because of `e`; its offset is kept as the reader keeps those it
+    /// skips, for the first few.
+    pub(crate) fn skip(&mut self, e: &CaptureError) {
+        self.s.skipped_records += 1;
+        if self.s.errors.iter().filter(|e| !e.fatal).count() < MAX_KEPT_FAULTS {
+            self.fault(e, false);
+        }
+    }
+
     pub(crate) fn finish(mut self, reader: Option<&CaptureReader>) -> InputStats {
         if let Some(r) = reader {
             let f = r.format();
@@ -271,7 +280,8 @@ impl Counter {
             self.s.compression = Some(f.compression);
             self.s.timestamp_precision = Some(f.timestamp_precision.clone());
             self.s.byte_order = Some(f.byte_order);
-            self.s.skipped_records = r.fault_count();
+            // Besides those the threads that read in chunks skipped.
+            self.s.skipped_records += r.fault_count();
             let record_faults: Vec<CaptureError> = r.faults().to_vec();
             for e in &record_faults {
                 self.fault(e, false);
@@ -285,8 +295,15 @@ impl Counter {
         if let (Some(f), Some(l)) = (self.first_ns, self.last_ns) {
             self.s.duration_s = (l - f) as f64 / 1e9;
         }
-        // Faults in offset order: record faults first met, the fatal one last.
+        // Faults in offset order: record faults first met, the fatal one last. Of the record
+        // faults, the first few, as one thread reading front to back keeps them (threads
+        // reading in chunks kept the first few each).
         self.s.errors.sort_by_key(|e| (e.fatal, e.offset));
+        let mut kept = 0;
+        self.s.errors.retain(|e| {
+            kept += usize::from(!e.fatal);
+            e.fatal || kept <= MAX_KEPT_FAULTS
+        });
         self.s
     }
 }

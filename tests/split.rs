@@ -1,4 +1,4 @@
-//! A plain pcap file split between threads by chunks (what the analysis does with more than
+//! An uncompressed pcap or pcapng file split between threads by chunks (what the analysis does with more than
 //! one thread on a file larger than a chunk) gives the same records in the same order, the
 //! same counts and the same faults as one thread reading it front to back: with chunk
 //! boundaries everywhere (chunks of a few bytes up to a few kilobytes, over every real
@@ -14,8 +14,8 @@ use rstscope::detect::Detector;
 use rstscope::flow::FlowConfig;
 use rstscope::pipeline::{analyze_in_chunks_of, count_in_chunks_of};
 
-/// Every legacy pcap file (not pcapng, not compressed) below samples/.
-fn legacy_pcaps() -> Vec<PathBuf> {
+/// Every uncompressed pcap and pcapng file below samples/.
+fn plain_captures() -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")];
     while let Some(dir) = dirs.pop() {
@@ -27,13 +27,14 @@ fn legacy_pcaps() -> Vec<PathBuf> {
             }
             let head = std::fs::read(&path).unwrap_or_default();
             let magic = head.get(..4).unwrap_or_default();
-            let legacy = [
+            let uncompressed = [
                 [0xd4, 0xc3, 0xb2, 0xa1],
                 [0xa1, 0xb2, 0xc3, 0xd4],
                 [0x4d, 0x3c, 0xb2, 0xa1],
                 [0xa1, 0xb2, 0x3c, 0x4d],
+                [0x0a, 0x0d, 0x0d, 0x0a],
             ];
-            if legacy.iter().any(|m| m == magic) {
+            if uncompressed.iter().any(|m| m == magic) {
                 out.push(path);
             }
         }
@@ -114,8 +115,12 @@ fn assert_same_split(path: &Path, chunk_sizes: &[u64]) {
 
 #[test]
 fn every_sample_gives_the_same_analysis_split_in_chunks() {
-    let files = legacy_pcaps();
-    assert!(files.len() > 50, "{} legacy pcap samples", files.len());
+    let files = plain_captures();
+    assert!(files.len() > 50, "{} pcap samples", files.len());
+    let pcapng = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "pcapng"));
+    assert!(pcapng.count() >= 3, "pcapng samples");
     for path in &files {
         let len = std::fs::metadata(path).unwrap().len();
         // Chunks smaller than a record header, than most records, and a few per file.
@@ -183,4 +188,77 @@ fn cut_and_corrupt_files_end_at_the_same_fault() {
         assert_eq!(analysis(&cut, 2, chunk), one, "chunks of {chunk}");
         assert_eq!(stats(&cut, 2, chunk), one_stats, "stats, chunks of {chunk}");
     }
+}
+
+/// Offsets and types of the blocks of a little-endian pcapng file, walked independently of
+/// the code under test.
+fn pcapng_blocks(bytes: &[u8]) -> Vec<(usize, u32)> {
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let block_type = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        blocks.push((at, block_type));
+        at += len;
+    }
+    blocks
+}
+
+#[test]
+fn pcapng_cut_corrupt_or_with_unknown_interfaces_ends_and_skips_as_one_thread_does() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/ingest/two-interfaces.pcapng");
+    let bytes = std::fs::read(&source).unwrap();
+    let blocks = pcapng_blocks(&bytes);
+    let packets: Vec<usize> = blocks
+        .iter()
+        .filter(|&&(_, t)| t == 6)
+        .map(|&(at, _)| at)
+        .collect();
+    assert!(packets.len() > 20, "{} packets", packets.len());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.pcapng");
+    let same = |path: &Path, what: &str, expect: &str| {
+        let one = analysis(path, 1, u64::MAX);
+        let one_stats = stats(path, 1, u64::MAX);
+        assert!(one_stats.contains(expect), "{what}: {one_stats}");
+        for chunk in [200, 1_000, 4_096] {
+            assert_eq!(analysis(path, 2, chunk), one, "{what}, chunks of {chunk}");
+            assert_eq!(
+                stats(path, 2, chunk),
+                one_stats,
+                "{what}, stats, chunks of {chunk}"
+            );
+        }
+    };
+    // Cut inside block headers and inside packets, all through the file.
+    for at in (packets[0] + 5..bytes.len()).step_by(bytes.len() / 23) {
+        std::fs::write(&path, &bytes[..at]).unwrap();
+        same(&path, &format!("cut at {at}"), "truncated");
+    }
+    // A block in the middle that claims 2 GB, and one whose length is not a multiple of 4.
+    for (len, expect) in [(0x7fff_fff0u32, "more than"), (30, "corrupt block")] {
+        let at = packets[packets.len() / 2];
+        let mut corrupt = bytes.clone();
+        corrupt[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        std::fs::write(&path, &corrupt).unwrap();
+        same(&path, &format!("length {len} at {at}"), expect);
+        assert!(stats(&path, 1, u64::MAX).contains(&format!("\"offset\":{at}")));
+    }
+    // Packets of an interface never described, more of them than the offsets kept: each is
+    // skipped and counted, and the same first ones are named.
+    let mut unknown = bytes.clone();
+    for &at in packets.iter().skip(3) {
+        unknown[at + 8..at + 12].copy_from_slice(&7u32.to_le_bytes());
+    }
+    std::fs::write(&path, &unknown).unwrap();
+    let skipped = packets.len() - 3;
+    assert!(
+        skipped > rstscope::capture::MAX_KEPT_FAULTS,
+        "{skipped} skipped"
+    );
+    same(
+        &path,
+        "unknown interfaces",
+        &format!("\"skipped_records\":{skipped}"),
+    );
 }

@@ -11,16 +11,24 @@
 //! walked, so walking passes a [`Walk`] on from chunk to chunk: a quick pass over the record
 //! headers, done as soon as a chunk is read, before it is decoded.
 //!
-//! Only uncompressed legacy pcap files in the usual format (what tcpdump writes) are read this
-//! way. The faults that end such an input are those [`super::CaptureReader`] reports, at the
-//! same offsets: a last record that the file's end cuts short, and a length larger than the
-//! file's snaplen allows (which that reader lets pass when the record happens to lie whole in
-//! its buffer, and which is refused here wherever it lies).
+//! Uncompressed legacy pcap files in the usual format (what tcpdump writes) and uncompressed
+//! pcapng files are read this way. The faults that end such an input are those
+//! [`super::CaptureReader`] reports, at the same offsets: a last record that the file's end
+//! cuts short, and a length larger than the file's snaplen allows (which that reader lets
+//! pass when the record happens to lie whole in its buffer, and which is refused here
+//! wherever it lies). pcapng blocks are parsed by the same code as there, one after another;
+//! the section they are in (its byte order and interfaces) passes from chunk to chunk with
+//! the walk, and a packet of an unknown interface is skipped and reported as there.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use pcap_parser::PcapBlockOwned;
+use pcap_parser::nom;
+use pcap_parser::pcapng::{parse_block_be, parse_block_le};
+
+use super::reader::{FormatState, Step, parse_error_detail};
 use super::{Frame, LinkType, SharedBlock};
 use crate::error::{CaptureError, CaptureErrorKind};
 
@@ -44,12 +52,15 @@ pub struct LegacyLayout {
 pub struct ChunkedFile {
     file: File,
     len: u64,
+    /// For pcapng, only `data_start` is used.
     layout: LegacyLayout,
+    /// pcapng: the section as it stands at `data_start`.
+    ng: Option<Box<FormatState>>,
     chunk_bytes: u64,
 }
 
 /// Where the walk over the records stands at the start of a chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Walk {
     /// File offset of the next record.
     pub at: u64,
@@ -57,6 +68,30 @@ pub struct Walk {
     pub frames: u64,
     /// No record follows: the file ended, or a fault ended reading it.
     pub ended: bool,
+    /// pcapng: the section the next block is in.
+    pub(crate) ng: Option<Box<FormatState>>,
+}
+
+impl Walk {
+    /// A walk that ended at `at`, after `frames` records.
+    pub fn ended(at: u64, frames: u64) -> Walk {
+        Walk {
+            at,
+            frames,
+            ended: true,
+            ng: None,
+        }
+    }
+}
+
+/// Where a pcapng packet lies in its chunk, and what the block said about it.
+struct NgPacket {
+    data_at: usize,
+    len: usize,
+    ts_ns: i64,
+    link_type: LinkType,
+    orig_len: u32,
+    offset: u64,
 }
 
 /// A chunk that was read and walked: its records, in a block threads can share.
@@ -71,7 +106,11 @@ pub struct Chunk {
     pub records: usize,
     /// The 1-based number of the chunk's first frame, less one.
     pub frames_before: u64,
+    /// Records the walk skipped, and why (a pcapng packet of an interface not described).
+    pub skipped: Vec<CaptureError>,
     layout: LegacyLayout,
+    /// pcapng: where each packet lies (legacy records are walked again instead).
+    ng_packets: Option<Vec<NgPacket>>,
 }
 
 impl ChunkedFile {
@@ -91,8 +130,29 @@ impl ChunkedFile {
             file,
             len: meta.len(),
             layout,
+            ng: None,
             chunk_bytes: chunk_bytes.max(RECORD_HEADER as u64),
         })
+    }
+
+    /// Opens the pcapng file `path` again for reading at offsets, its packets starting at
+    /// `data_start`, in the section `state` describes.
+    pub(crate) fn open_ng(
+        path: &Path,
+        data_start: u64,
+        state: FormatState,
+        chunk_bytes: u64,
+    ) -> std::io::Result<ChunkedFile> {
+        let layout = LegacyLayout {
+            data_start,
+            big_endian: false,
+            nanos: false,
+            link: LinkType::ETHERNET,
+            max_caplen: 0,
+        };
+        let mut file = Self::open(path, layout, chunk_bytes)?;
+        file.ng = Some(Box::new(state));
+        Ok(file)
     }
 
     /// The file's length when it was opened.
@@ -116,6 +176,7 @@ impl ChunkedFile {
             at: self.layout.data_start,
             frames: 0,
             ended: self.is_empty(),
+            ng: self.ng.clone(),
         }
     }
 
@@ -157,7 +218,11 @@ impl ChunkedFile {
         from: Walk,
         mut record: impl FnMut(usize, i64),
     ) -> (Chunk, Walk, Option<CaptureError>) {
+        if self.ng.is_some() {
+            return self.walk_ng(index, bytes, from, record);
+        }
         let (base, end) = self.range(index);
+        let frames_before = from.frames;
         let mut walk = from;
         let first = walk.at.saturating_sub(base) as usize;
         let mut records = 0;
@@ -221,10 +286,148 @@ impl ChunkedFile {
             base,
             first,
             records,
-            frames_before: from.frames,
+            frames_before,
+            skipped: Vec::new(),
             layout: self.layout,
+            ng_packets: None,
         };
         (chunk, walk, fault)
+    }
+
+    /// [`Self::walk`] for pcapng: parses each block that starts in the chunk, as
+    /// [`super::CaptureReader`] does, with the section the walk carries.
+    fn walk_ng(
+        &self,
+        index: usize,
+        mut bytes: Vec<u8>,
+        from: Walk,
+        mut record: impl FnMut(usize, i64),
+    ) -> (Chunk, Walk, Option<CaptureError>) {
+        let (base, end) = self.range(index);
+        let frames_before = from.frames;
+        let mut walk = from;
+        let first = walk.at.saturating_sub(base) as usize;
+        let mut state = walk.ng.take().or_else(|| self.ng.clone());
+        let mut packets = Vec::new();
+        let mut skipped = Vec::new();
+        let mut fault = None;
+        while let Some(state) = state.as_deref_mut()
+            && !walk.ended
+            && walk.at < end
+        {
+            let pos = (walk.at - base) as usize;
+            match self.ng_block(&mut bytes, base, pos, state) {
+                Ok((consumed, step)) => {
+                    match step {
+                        Step::Packet((data_at, len, ts_ns, link_type, orig_len, offset)) => {
+                            record(packets.len(), ts_ns);
+                            packets.push(NgPacket {
+                                data_at,
+                                len,
+                                ts_ns,
+                                link_type,
+                                orig_len,
+                                offset,
+                            });
+                            walk.frames += 1;
+                        }
+                        Step::SkipFault(kind) => skipped.push(CaptureError::new(walk.at, kind)),
+                        Step::Fail(kind) => {
+                            fault = Some(kind);
+                            break;
+                        }
+                        Step::Skip | Step::NeedMore | Step::Grow | Step::End => {}
+                    }
+                    walk.at += consumed as u64;
+                }
+                Err(kind) => {
+                    fault = Some(kind);
+                    break;
+                }
+            }
+        }
+        if walk.at >= self.len {
+            walk.ended = true;
+        }
+        let fault = fault.map(|kind| {
+            walk.ended = true;
+            CaptureError::new(walk.at, kind)
+        });
+        walk.ng = state;
+        let chunk = Chunk {
+            index,
+            block: SharedBlock::new(bytes),
+            base,
+            first,
+            records: packets.len(),
+            frames_before,
+            skipped,
+            layout: self.layout,
+            ng_packets: Some(packets),
+        };
+        (chunk, walk, fault)
+    }
+
+    /// Parses the pcapng block at `pos` of `bytes` (the file from `base`), reading the rest of
+    /// it if it crosses the end of what was read; returns its length and what it holds, or
+    /// the fault that ends the input there, as [`super::CaptureReader`] would name it.
+    fn ng_block(
+        &self,
+        bytes: &mut Vec<u8>,
+        base: u64,
+        pos: usize,
+        state: &mut FormatState,
+    ) -> Result<(usize, Step), CaptureErrorKind> {
+        // The block header first, then as much as the block says it holds: at most three
+        // rounds, a fourth cannot happen (each reads more or ends).
+        let mut want = pos + 12;
+        for _ in 0..4 {
+            self.extend_within(bytes, base, want)?;
+            let data = bytes.get(pos..).unwrap_or_default();
+            let parse = if state.ng_big_endian() {
+                parse_block_be
+            } else {
+                parse_block_le
+            };
+            match parse(data) {
+                Ok((rest, block)) => {
+                    let consumed = data.len() - rest.len();
+                    let base_ptr = bytes.as_ptr() as usize;
+                    let offset = base + pos as u64;
+                    let step = state.handle_block(PcapBlockOwned::from(block), base_ptr, offset);
+                    return Ok((consumed, step));
+                }
+                Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                    return Err(CaptureErrorKind::CorruptBlock {
+                        detail: parse_error_detail(&e),
+                    });
+                }
+                Err(nom::Err::Incomplete(_)) => {
+                    if base.saturating_add(bytes.len() as u64) >= self.len {
+                        return Err(CaptureErrorKind::Truncated);
+                    }
+                    if let Some(kind) = state.check_declared_length(data, false) {
+                        return Err(kind);
+                    }
+                    want = pos + state.ng_block_length(data).map_or(12, |len| len as usize);
+                }
+            }
+        }
+        Err(CaptureErrorKind::CorruptBlock {
+            detail: "the block does not parse".into(),
+        })
+    }
+
+    /// Makes `bytes` (the file from `base`) `len` long, or as long as the file allows.
+    fn extend_within(
+        &self,
+        bytes: &mut Vec<u8>,
+        base: u64,
+        len: usize,
+    ) -> Result<(), CaptureErrorKind> {
+        let available = self.len.saturating_sub(base);
+        let len = (len as u64).min(available) as usize;
+        self.extend(bytes, base, len)
     }
 
     /// Makes `bytes` (the file from `base`) at least `len` long, reading what is missing:
@@ -296,8 +499,26 @@ impl RecordHeader {
 impl Chunk {
     /// The chunk's frames, in order.
     pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
+        let legacy = match self.ng_packets {
+            None => self.records,
+            Some(_) => 0,
+        };
+        let ng = self.ng_packets.iter().flatten().filter_map(|p| {
+            Some(Frame {
+                ts_ns: p.ts_ns,
+                link_type: p.link_type,
+                data: self.block.get(p.data_at..p.data_at + p.len)?,
+                orig_len: p.orig_len,
+                offset: p.offset,
+            })
+        });
+        self.legacy_frames(legacy).chain(ng)
+    }
+
+    /// The first `records` records of a legacy pcap chunk, as frames.
+    fn legacy_frames(&self, records: usize) -> impl Iterator<Item = Frame<'_>> {
         let mut pos = self.first;
-        (0..self.records).map_while(move |_| {
+        (0..records).map_while(move |_| {
             // Always there: the walk checked every record.
             let fields = RecordHeader::at(&self.block, pos, &self.layout)?;
             let start = pos + RECORD_HEADER;

@@ -30,7 +30,7 @@ mod reader;
 pub use blocks::SharedBlock;
 pub use chunks::{Chunk, ChunkedFile, LegacyLayout, Walk};
 pub use input::{Input, InputSource, expand_inputs, sniff_path};
-pub use reader::{CaptureReader, Compression, FormatInfo, MAX_RECORD_LEN};
+pub use reader::{CaptureReader, Compression, FormatInfo, MAX_KEPT_FAULTS, MAX_RECORD_LEN};
 
 /// A link-layer header type, as numbered in pcap and pcapng (LINKTYPE_* values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

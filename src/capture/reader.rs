@@ -28,9 +28,12 @@ pub const MAX_RECORD_LEN: u64 = 16 << 20;
 const MAX_INTERFACES: usize = 1 << 16;
 
 /// How many record faults are kept with their offsets; later ones are only counted.
-const MAX_KEPT_FAULTS: usize = 16;
+pub const MAX_KEPT_FAULTS: usize = 16;
 
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+/// pcapng block types that hold a packet: Enhanced and Simple Packet Blocks.
+const PCAPNG_EPB: u32 = 6;
+const PCAPNG_SPB: u32 = 3;
 const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
 
 /// How the input was compressed.
@@ -56,7 +59,7 @@ pub struct FormatInfo {
 
 /// One interface of a pcapng section: what its packets need to be decoded and timed.
 #[derive(Debug, Clone, Copy)]
-struct Interface {
+pub(crate) struct Interface {
     link_type: LinkType,
     /// The `if_tsresol` byte: 10^-n seconds, or 2^-n when the high bit is set.
     tsresol: u8,
@@ -64,6 +67,7 @@ struct Interface {
     tsoffset: i64,
 }
 
+#[derive(Clone)]
 enum Kind {
     Pcap,
     PcapNg,
@@ -85,7 +89,8 @@ pub struct CaptureReader {
 }
 
 /// What the headers read so far say about the blocks that follow.
-struct FormatState {
+#[derive(Clone)]
+pub(crate) struct FormatState {
     kind: Kind,
     info: FormatInfo,
     /// Legacy pcap: link type, timestamp unit and byte order from the file header.
@@ -227,15 +232,19 @@ impl CaptureReader {
     }
 
     /// The input as a [`ChunkedFile`], when it can be read in chunks by several threads: an
-    /// uncompressed regular file in legacy pcap's usual format (what tcpdump writes), larger
-    /// than one chunk, of which no frame was taken yet. This reader then only tells the
-    /// format; the chunks are read from a handle of their own.
+    /// uncompressed regular file, larger than one chunk, of which no frame was taken yet, in
+    /// legacy pcap's usual format (what tcpdump writes) or in pcapng with an interface
+    /// described before the first packet. This reader then only tells the format; the chunks
+    /// are read from a handle of their own.
     pub fn chunked(&mut self, source: &InputSource, chunk_bytes: u64) -> Option<ChunkedFile> {
         let InputSource::File(path) = source else {
             return None;
         };
         if self.state.info.compression != Compression::None {
             return None;
+        }
+        if let Kind::PcapNg = self.state.kind {
+            return self.chunked_ng(path, chunk_bytes);
         }
         let header = self.reader.unread_legacy_header()?.clone();
         if !matches!(
@@ -256,6 +265,42 @@ impl CaptureReader {
             return None;
         }
         self.state.handle_block(PcapBlockOwned::from(header), 0, 0);
+        self.finished = true;
+        Some(chunked)
+    }
+
+    /// [`Self::chunked`] for pcapng: reads the blocks before the first packet here, as
+    /// [`Self::next_frame`] would (the section header and the interfaces, which set the
+    /// format's details), and hands the chunks the section as it stands there. `None`, reading
+    /// on from there as usual, if no interface came before the first packet or anything in
+    /// those blocks is amiss.
+    fn chunked_ng(&mut self, path: &std::path::Path, chunk_bytes: u64) -> Option<ChunkedFile> {
+        if self.offset() != 0 || self.pending_consume != 0 {
+            return None;
+        }
+        loop {
+            let data = self.reader.data();
+            let block_type = read_u32(data, 0, self.state.ng_big_endian)?;
+            if block_type == PCAPNG_EPB || block_type == PCAPNG_SPB {
+                break;
+            }
+            let base = data.as_ptr() as usize;
+            let offset = self.reader.consumed() as u64;
+            let (consumed, block) = self.reader.next().ok()?;
+            match self.state.handle_block(block, base, offset) {
+                Step::Skip => self.reader.consume_noshift(consumed),
+                _ => return None,
+            }
+        }
+        if self.state.interfaces.is_empty() {
+            return None;
+        }
+        let data_start = self.reader.consumed() as u64;
+        let chunked =
+            ChunkedFile::open_ng(path, data_start, self.state.clone(), chunk_bytes).ok()?;
+        if chunked.chunks() < 2 {
+            return None;
+        }
         self.finished = true;
         Some(chunked)
     }
@@ -318,7 +363,7 @@ impl CaptureReader {
                     detail: "read failed".into(),
                 }),
                 Err(other) => Step::Fail(CaptureErrorKind::CorruptBlock {
-                    detail: other.to_string(),
+                    detail: parse_error_detail(&other),
                 }),
             };
             match step {
@@ -413,7 +458,11 @@ impl FormatState {
     /// Looks at the length the next record or block declares, before the buffer is grown or
     /// refilled for it: a length no real record has, or a block that is already entirely in
     /// the buffer yet does not parse, is corruption, not a reason to read on.
-    fn check_declared_length(&self, data: &[u8], buffer_full: bool) -> Option<CaptureErrorKind> {
+    pub(crate) fn check_declared_length(
+        &self,
+        data: &[u8],
+        buffer_full: bool,
+    ) -> Option<CaptureErrorKind> {
         let declared = match self.kind {
             Kind::Pcap => {
                 let caplen = read_u32(data, 8, self.pcap_big_endian)?;
@@ -427,13 +476,7 @@ impl FormatState {
                 16 + u64::from(caplen)
             }
             Kind::PcapNg => {
-                let block_type = read_u32(data, 0, false)?;
-                let big_endian = if block_type == PCAPNG_SHB {
-                    read_u32(data, 8, false)? != PCAPNG_BOM
-                } else {
-                    self.ng_big_endian
-                };
-                let len = u64::from(read_u32(data, 4, big_endian)?);
+                let len = self.ng_block_length(data)?;
                 if len > MAX_RECORD_LEN {
                     return Some(CaptureErrorKind::RecordTooLarge {
                         len,
@@ -458,6 +501,23 @@ impl FormatState {
         None
     }
 
+    /// The length the pcapng block at the start of `data` declares (a section header's in
+    /// its own byte order), if its header is there.
+    pub(crate) fn ng_block_length(&self, data: &[u8]) -> Option<u64> {
+        let block_type = read_u32(data, 0, false)?;
+        let big_endian = if block_type == PCAPNG_SHB {
+            read_u32(data, 8, false)? != PCAPNG_BOM
+        } else {
+            self.ng_big_endian
+        };
+        Some(u64::from(read_u32(data, 4, big_endian)?))
+    }
+
+    /// pcapng: whether the current section is big-endian.
+    pub(crate) fn ng_big_endian(&self) -> bool {
+        self.ng_big_endian
+    }
+
     /// Where a legacy pcap record's packet is, and its time, link type and length.
     fn legacy_packet(&self, r: LegacyRecord, offset: u64) -> PacketAt {
         let frac = if self.pcap_nanos {
@@ -472,7 +532,12 @@ impl FormatState {
 
     /// Interprets one block; returns where a packet's bytes are, relative to `base`, the
     /// start of the buffer's data.
-    fn handle_block(&mut self, block: PcapBlockOwned<'_>, base: usize, offset: u64) -> Step {
+    pub(crate) fn handle_block(
+        &mut self,
+        block: PcapBlockOwned<'_>,
+        base: usize,
+        offset: u64,
+    ) -> Step {
         let at = |data: &[u8]| (data.as_ptr() as usize).wrapping_sub(base);
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
@@ -559,9 +624,9 @@ impl FormatState {
 }
 
 /// Where a packet sits: (start in buffer, length, ts_ns, link type, original length, offset).
-type PacketAt = (usize, usize, i64, LinkType, u32, u64);
+pub(crate) type PacketAt = (usize, usize, i64, LinkType, u32, u64);
 
-enum Step {
+pub(crate) enum Step {
     Packet(PacketAt),
     Skip,
     SkipFault(CaptureErrorKind),
@@ -569,6 +634,17 @@ enum Step {
     Grow,
     End,
     Fail(CaptureErrorKind),
+}
+
+/// What a block that does not parse is told with: pcap-parser's own text of a parse error
+/// holds every byte of the input after the block (a whole capture, on stderr).
+pub(crate) fn parse_error_detail(e: &PcapError<&[u8]>) -> String {
+    match e {
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("its content does not parse (check {kind:?} failed)")
+        }
+        other => other.to_string(),
+    }
 }
 
 fn read_u32(data: &[u8], at: usize, big_endian: bool) -> Option<u32> {

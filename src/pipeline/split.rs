@@ -1,4 +1,5 @@
-//! One plain pcap file on several threads, each of which reads, walks and decodes chunks of
+//! One uncompressed pcap or pcapng file on several threads, each of which reads, walks and
+//! decodes chunks of
 //! the file ([`ChunkedFile`]) and tracks its own shard of the connections.
 //!
 //! The hand-over (the parent module) reads and decodes on one thread and hands packets to the
@@ -34,7 +35,7 @@
 //! thread takes no chunk more than [`WINDOW`] chunks past the first one its shard has not
 //! tracked, which bounds the batches and chunk buffers waiting between the threads.
 //!
-//! `rstscope stats` reads a plain pcap file the same way ([`count`]): steps 1 to 4, each
+//! `rstscope stats` reads such a file the same way ([`count`]): steps 1 to 4, each
 //! thread counting what it decoded, the counts added up at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,7 +62,6 @@ const WINDOW_PER_THREAD: usize = 4;
 const SPIN_ROUNDS: usize = 64;
 
 /// What the walk of a chunk passes to the walk of the next one.
-#[derive(Clone, Copy)]
 struct Carry {
     walk: Walk,
     /// When the next tick is due, in capture time.
@@ -459,11 +459,7 @@ impl<'a> Reading<'a> {
             return Err(self.pass_on_end(
                 index,
                 Carry {
-                    walk: Walk {
-                        at: 0,
-                        frames: frames_so_far,
-                        ended: true,
-                    },
+                    walk: Walk::ended(0, frames_so_far),
                     next_tick: i64::MIN,
                 },
             ));
@@ -479,11 +475,14 @@ impl<'a> Reading<'a> {
                 };
                 self.counter
                     .fault(&CaptureError::new(carry.walk.at, kind), true);
-                let walk = Walk {
-                    ended: true,
-                    ..carry.walk
-                };
-                Err(self.pass_on_end(index, Carry { walk, ..carry }))
+                let walk = Walk::ended(carry.walk.at, carry.walk.frames);
+                Err(self.pass_on_end(
+                    index,
+                    Carry {
+                        walk,
+                        next_tick: carry.next_tick,
+                    },
+                ))
             }
         }
     }
@@ -495,9 +494,10 @@ impl<'a> Reading<'a> {
         chunks
             .next_chunk
             .fetch_max(chunks.file.chunks(), Ordering::Relaxed);
+        let frames = carry.walk.frames;
         chunks.walks.pass(index, carry);
         chunks.fragments.pass_over(index);
-        carry.walk.frames
+        frames
     }
 
     /// Walks chunk `index`'s records and passes on where the next chunk's start. Returns the
@@ -519,13 +519,17 @@ impl<'a> Reading<'a> {
             }
             latest = latest.max(ts_ns);
         });
+        let walked_to = walk.at;
         chunks.walks.pass(index, Carry { walk, next_tick });
+        for e in &chunk.skipped {
+            self.counter.skip(e);
+        }
         if let Some(e) = fault {
             self.counter.fault(&e, true);
         }
         chunks.end_ns.fetch_max(latest, Ordering::Relaxed);
-        let walked = chunks.walked.fetch_max(walk.at, Ordering::Relaxed);
-        (chunks.progress)(walked.max(walk.at));
+        let walked = chunks.walked.fetch_max(walked_to, Ordering::Relaxed);
+        (chunks.progress)(walked.max(walked_to));
         (chunk, ticks)
     }
 
