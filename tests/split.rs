@@ -244,6 +244,18 @@ fn pcapng_cut_corrupt_or_with_unknown_interfaces_ends_and_skips_as_one_thread_do
         same(&path, &format!("length {len} at {at}"), expect);
         assert!(stats(&path, 1, u64::MAX).contains(&format!("\"offset\":{at}")));
     }
+    // Packet blocks whose captured length claims more than the block holds, in the middle
+    // and last: the block is corrupt, not the file cut short, wherever it lies.
+    for at in [packets[packets.len() / 2], packets[packets.len() - 1]] {
+        let mut corrupt = bytes.clone();
+        corrupt[at + 20..at + 24].copy_from_slice(&60_000u32.to_le_bytes());
+        std::fs::write(&path, &corrupt).unwrap();
+        same(
+            &path,
+            &format!("captured length at {at}"),
+            "is complete but",
+        );
+    }
     // Packets of an interface never described, more of them than the offsets kept: each is
     // skipped and counted, and the same first ones are named.
     let mut unknown = bytes.clone();

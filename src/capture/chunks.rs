@@ -404,7 +404,7 @@ impl ChunkedFile {
                 }
                 Err(nom::Err::Incomplete(_)) => {
                     if base.saturating_add(bytes.len() as u64) >= self.len {
-                        return Err(CaptureErrorKind::Truncated);
+                        return Err(state.incomplete_at_end(data));
                     }
                     if let Some(kind) = state.check_declared_length(data, false) {
                         return Err(kind);

@@ -357,7 +357,9 @@ impl CaptureReader {
                 }
                 Err(PcapError::Eof) => Step::End,
                 Err(PcapError::Incomplete(_)) => Step::NeedMore,
-                Err(PcapError::UnexpectedEof) => Step::Fail(CaptureErrorKind::Truncated),
+                Err(PcapError::UnexpectedEof) => {
+                    Step::Fail(self.state.incomplete_at_end(self.reader.data()))
+                }
                 Err(PcapError::BufferTooSmall) => Step::Grow,
                 Err(PcapError::ReadError) => Step::Fail(CaptureErrorKind::Io {
                     detail: "read failed".into(),
@@ -492,13 +494,18 @@ impl FormatState {
             }
         };
         if (data.len() as u64) >= declared && !buffer_full {
-            return Some(CaptureErrorKind::CorruptBlock {
-                detail: format!(
-                    "the {declared}-byte block is complete but its content does not fit its length"
-                ),
-            });
+            return Some(unparsed_whole_block(declared));
         }
         None
+    }
+
+    /// Why the block at the start of `data`, the last bytes of the input, does not parse: the
+    /// input ends inside it, or (pcapng) it lies whole in them but its content claims more.
+    pub(crate) fn incomplete_at_end(&self, data: &[u8]) -> CaptureErrorKind {
+        match (&self.kind, self.ng_block_length(data)) {
+            (Kind::PcapNg, Some(len)) if data.len() as u64 >= len => unparsed_whole_block(len),
+            _ => CaptureErrorKind::Truncated,
+        }
     }
 
     /// The length the pcapng block at the start of `data` declares (a section header's in
@@ -634,6 +641,13 @@ pub(crate) enum Step {
     Grow,
     End,
     Fail(CaptureErrorKind),
+}
+
+/// A block that lies whole in the bytes read, yet whose content claims more than its length.
+fn unparsed_whole_block(len: u64) -> CaptureErrorKind {
+    CaptureErrorKind::CorruptBlock {
+        detail: format!("the {len}-byte block is complete but its content does not fit its length"),
+    }
 }
 
 /// What a block that does not parse is told with: pcap-parser's own text of a parse error
