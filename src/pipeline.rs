@@ -93,8 +93,8 @@ pub fn analyze_with_progress<H: StreamHandler + 'static, T: Send>(
     )
 }
 
-/// [`analyze_with_progress`], with an uncompressed pcap or pcapng file read in chunks of `chunk_bytes` when it
-/// is split between threads (see [`split`]). For tests: small chunks put chunk boundaries
+/// [`analyze_with_progress`], with an uncompressed pcap or pcapng file read in chunks of
+/// `chunk_bytes` when it is split between threads (see [`split`]). For tests: small chunks put chunk boundaries
 /// everywhere in small captures.
 #[doc(hidden)]
 pub fn analyze_in_chunks_of<H: StreamHandler + 'static, T: Send>(
@@ -151,14 +151,15 @@ pub fn analyze_in_chunks_of<H: StreamHandler + 'static, T: Send>(
     }
 }
 
-/// Reads `input` through the capture and decode stages only, and counts what it holds; a
-/// an uncompressed pcap or pcapng file of more than one chunk on `threads` threads.
+/// Reads `input` through the capture and decode stages only, and counts what it holds; an
+/// uncompressed pcap or pcapng file of more than one chunk on `threads` threads.
 pub fn count(input: &Input, threads: usize) -> InputStats {
     count_in_chunks_of(input, threads, split::CHUNK_BYTES)
 }
 
-/// [`count`], with an uncompressed pcap or pcapng file read in chunks of `chunk_bytes` when it has more than one
-/// and `threads` is more than one: for tests, which cut small captures into many chunks.
+/// [`count`], with an uncompressed pcap or pcapng file read in chunks of `chunk_bytes` when
+/// it has more than one and `threads` is more than one: for tests, which cut small captures
+/// into many chunks.
 #[doc(hidden)]
 pub fn count_in_chunks_of(input: &Input, threads: usize, chunk_bytes: u64) -> InputStats {
     let mut counter = Counter::new(&input.display, true);

@@ -308,8 +308,8 @@ impl Counter {
     }
 }
 
-/// Reads one input to its end (or its first fatal fault) and counts what it holds; a plain
-/// pcap file on `threads` threads.
+/// Reads one input to its end (or its first fatal fault) and counts what it holds; an
+/// uncompressed pcap or pcapng file on `threads` threads.
 pub fn collect(input: &Input, threads: usize) -> InputStats {
     crate::pipeline::count(input, threads)
 }

@@ -378,8 +378,8 @@ impl ChunkedFile {
         pos: usize,
         state: &mut FormatState,
     ) -> Result<(usize, Step), CaptureErrorKind> {
-        // The block header first, then as much as the block says it holds: at most three
-        // rounds, a fourth cannot happen (each reads more or ends).
+        // The block header first, then as much as the block says it holds: two rounds; the
+        // bound only guards against a loop, as each round reads more or ends.
         let mut want = pos + 12;
         for _ in 0..4 {
             self.extend_within(bytes, base, want)?;
