@@ -216,15 +216,51 @@ impl ChunkedFile {
         index: usize,
         mut bytes: Vec<u8>,
         from: Walk,
-        mut record: impl FnMut(usize, i64),
+        record: impl FnMut(usize, i64),
     ) -> (Chunk, Walk, Option<CaptureError>) {
-        if self.ng.is_some() {
-            return self.walk_ng(index, bytes, from, record);
-        }
         let (base, end) = self.range(index);
         let frames_before = from.frames;
+        let first = from.at.saturating_sub(base) as usize;
         let mut walk = from;
-        let first = walk.at.saturating_sub(base) as usize;
+        let (records, skipped, ng_packets, fault) = if self.ng.is_some() {
+            let (packets, skipped, fault) =
+                self.walk_blocks(&mut bytes, base, end, &mut walk, record);
+            (packets.len(), skipped, Some(packets), fault)
+        } else {
+            let (records, fault) = self.walk_records(&mut bytes, base, end, &mut walk, record);
+            (records, Vec::new(), None, fault)
+        };
+        if walk.at >= self.len {
+            walk.ended = true;
+        }
+        let fault = fault.map(|kind| {
+            walk.ended = true;
+            CaptureError::new(walk.at, kind)
+        });
+        let chunk = Chunk {
+            index,
+            block: SharedBlock::new(bytes),
+            base,
+            first,
+            records,
+            frames_before,
+            skipped,
+            layout: self.layout,
+            ng_packets,
+        };
+        (chunk, walk, fault)
+    }
+
+    /// [`Self::walk`]'s loop over legacy pcap records: how many start in the chunk (`base` to
+    /// `end` of the file, in `bytes`), and the fault that ends the input, if one does.
+    fn walk_records(
+        &self,
+        bytes: &mut Vec<u8>,
+        base: u64,
+        end: u64,
+        walk: &mut Walk,
+        mut record: impl FnMut(usize, i64),
+    ) -> (usize, Option<CaptureErrorKind>) {
         let mut records = 0;
         let mut fault = None;
         while !walk.ended && walk.at < end {
@@ -232,7 +268,7 @@ impl ChunkedFile {
             let mut pos = (walk.at - base) as usize;
             let stop = (end - base) as usize;
             while pos < stop {
-                let Some(fields) = RecordHeader::at(&bytes, pos, &self.layout) else {
+                let Some(fields) = RecordHeader::at(bytes, pos, &self.layout) else {
                     break;
                 };
                 let next = pos + RECORD_HEADER + fields.caplen as usize;
@@ -249,11 +285,11 @@ impl ChunkedFile {
                 break;
             }
             // The record that crosses the end of what was read, or a fault.
-            if let Err(kind) = self.extend(&mut bytes, base, pos + RECORD_HEADER) {
+            if let Err(kind) = self.extend(bytes, base, pos + RECORD_HEADER) {
                 fault = Some(kind);
                 break;
             }
-            let Some(fields) = RecordHeader::at(&bytes, pos, &self.layout) else {
+            let Some(fields) = RecordHeader::at(bytes, pos, &self.layout) else {
                 break;
             };
             if fields.caplen > self.layout.max_caplen {
@@ -264,7 +300,7 @@ impl ChunkedFile {
                 break;
             }
             let total = RECORD_HEADER + fields.caplen as usize;
-            if let Err(kind) = self.extend(&mut bytes, base, pos + total) {
+            if let Err(kind) = self.extend(bytes, base, pos + total) {
                 fault = Some(kind);
                 break;
             }
@@ -273,40 +309,20 @@ impl ChunkedFile {
             walk.at += total as u64;
             walk.frames += 1;
         }
-        if walk.at >= self.len {
-            walk.ended = true;
-        }
-        let fault = fault.map(|kind| {
-            walk.ended = true;
-            CaptureError::new(walk.at, kind)
-        });
-        let chunk = Chunk {
-            index,
-            block: SharedBlock::new(bytes),
-            base,
-            first,
-            records,
-            frames_before,
-            skipped: Vec::new(),
-            layout: self.layout,
-            ng_packets: None,
-        };
-        (chunk, walk, fault)
+        (records, fault)
     }
 
-    /// [`Self::walk`] for pcapng: parses each block that starts in the chunk, as
-    /// [`super::CaptureReader`] does, with the section the walk carries.
-    fn walk_ng(
+    /// [`Self::walk`]'s loop over pcapng blocks: parses each one that starts in the chunk, as
+    /// [`super::CaptureReader`] does, with the section the walk carries. Returns the packets,
+    /// the records skipped, and the fault that ends the input, if one does.
+    fn walk_blocks(
         &self,
-        index: usize,
-        mut bytes: Vec<u8>,
-        from: Walk,
+        bytes: &mut Vec<u8>,
+        base: u64,
+        end: u64,
+        walk: &mut Walk,
         mut record: impl FnMut(usize, i64),
-    ) -> (Chunk, Walk, Option<CaptureError>) {
-        let (base, end) = self.range(index);
-        let frames_before = from.frames;
-        let mut walk = from;
-        let first = walk.at.saturating_sub(base) as usize;
+    ) -> (Vec<NgPacket>, Vec<CaptureError>, Option<CaptureErrorKind>) {
         let mut state = walk.ng.take().or_else(|| self.ng.clone());
         let mut packets = Vec::new();
         let mut skipped = Vec::new();
@@ -316,7 +332,7 @@ impl ChunkedFile {
             && walk.at < end
         {
             let pos = (walk.at - base) as usize;
-            match self.ng_block(&mut bytes, base, pos, state) {
+            match self.ng_block(bytes, base, pos, state) {
                 Ok((consumed, step)) => {
                     match step {
                         Step::Packet((data_at, len, ts_ns, link_type, orig_len, offset)) => {
@@ -346,26 +362,8 @@ impl ChunkedFile {
                 }
             }
         }
-        if walk.at >= self.len {
-            walk.ended = true;
-        }
-        let fault = fault.map(|kind| {
-            walk.ended = true;
-            CaptureError::new(walk.at, kind)
-        });
         walk.ng = state;
-        let chunk = Chunk {
-            index,
-            block: SharedBlock::new(bytes),
-            base,
-            first,
-            records: packets.len(),
-            frames_before,
-            skipped,
-            layout: self.layout,
-            ng_packets: Some(packets),
-        };
-        (chunk, walk, fault)
+        (packets, skipped, fault)
     }
 
     /// Parses the pcapng block at `pos` of `bytes` (the file from `base`), reading the rest of
